@@ -1,0 +1,1 @@
+"""The latentwire server (FastAPI): hosts encoders and the super-resolution generator."""

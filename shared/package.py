@@ -1,0 +1,123 @@
+"""Model packages: a folder with ``manifest.json`` and ``model.safetensors``.
+
+The manifest carries everything needed to rebuild and trust the model: its family and
+config, the data set, the exact training command, and its measured metrics. Weights are
+safetensors; nothing is ever unpickled from a package. Reading a manifest needs no torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MANIFEST_NAME = "manifest.json"
+WEIGHTS_NAME = "model.safetensors"
+MANIFEST_FORMAT = 1
+ZOO_DIR = Path(__file__).parent / "zoo"
+
+
+class PackageError(ValueError):
+    """A model package is missing, malformed or does not match its manifest."""
+
+
+@dataclass
+class Manifest:
+    id: str
+    family: str
+    config: dict[str, Any]
+    dataset: str
+    training: dict[str, Any] = field(default_factory=dict)  # command, epochs, seconds, hardware
+    metrics: dict[str, Any] = field(default_factory=dict)
+    weights_sha256: str = ""
+    parameters: int = 0
+    created: str = ""
+    format: int = MANIFEST_FORMAT
+
+    @property
+    def input_shape(self) -> dict[str, int] | None:
+        return self.config.get("shape")
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, where: str = "manifest") -> Manifest:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise PackageError(f"{where}: not valid JSON ({e})") from None
+        if not isinstance(data, dict):
+            raise PackageError(f"{where}: expected a JSON object")
+        if data.get("format") != MANIFEST_FORMAT:
+            raise PackageError(f"{where}: manifest format {data.get('format')!r} is not supported")
+        known = {f.name for f in dataclasses.fields(cls)}
+        missing = {"id", "family", "config", "dataset"} - set(data)
+        if missing:
+            raise PackageError(f"{where}: missing fields {sorted(missing)}")
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def read_manifest(package_dir: str | os.PathLike) -> Manifest:
+    path = Path(package_dir) / MANIFEST_NAME
+    if not path.is_file():
+        raise PackageError(f"{package_dir}: no {MANIFEST_NAME}; is this a model package?")
+    return Manifest.from_json(path.read_text(), where=str(path))
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verified_weights_path(package_dir: str | os.PathLike) -> Path:
+    """The package's weights file, after checking it against the manifest's digest."""
+    manifest = read_manifest(package_dir)
+    path = Path(package_dir) / WEIGHTS_NAME
+    if not path.is_file():
+        raise PackageError(f"{package_dir}: no {WEIGHTS_NAME}")
+    if manifest.weights_sha256 and file_sha256(path) != manifest.weights_sha256:
+        raise PackageError(f"{path}: contents do not match the manifest's sha256")
+    return path
+
+
+def write_atomically(path: str | os.PathLike, data: bytes) -> None:
+    """Write a file so that a reader (or a crash) never sees it half-written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def list_packages(root: str | os.PathLike = ZOO_DIR) -> list[Path]:
+    """Every model package directly under ``root``, sorted by folder name."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if (p / MANIFEST_NAME).is_file())
+
+
+def find_package(model_id: str, roots: list[Path] | None = None) -> Path:
+    """The package folder of a model id, looked up among the shipped models (and ``roots``)."""
+    for root in [*(roots or []), ZOO_DIR]:
+        for package in list_packages(root):
+            if read_manifest(package).id == model_id:
+                return package
+    known = [read_manifest(p).id for r in [*(roots or []), ZOO_DIR] for p in list_packages(r)]
+    raise PackageError(f"unknown model {model_id!r}; known: {', '.join(known) or 'none'}")

@@ -1,0 +1,1 @@
+"""The default model packages that ship inside latentwire (one folder each)."""

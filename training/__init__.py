@@ -1,0 +1,1 @@
+"""Training recipes, data sets, checkpoints, evaluation and export (needs the [training] extra)."""

@@ -1,0 +1,66 @@
+"""Checkpoints that resume exactly: model, optimizer, epoch, RNG, history, config.
+
+Written atomically (temp file + rename), so a run killed mid-save leaves the previous
+checkpoint intact. Loaded with ``weights_only=True``: plain tensors and containers only.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from latentwire.shared.package import write_atomically
+
+_NAME = re.compile(r"^ckpt-\d{4}-\d{2}-\d{2}-epoch(\d{4})\.pt$")
+
+
+def rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(_to_tuple(state["python"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _to_tuple(value: Any) -> Any:
+    return tuple(_to_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def checkpoint_name(epoch: int) -> str:
+    return f"ckpt-{datetime.date.today().isoformat()}-epoch{epoch:04d}.pt"
+
+
+def save_checkpoint(run_dir: str | Path, epoch: int, state: dict[str, Any]) -> Path:
+    """Save ``state`` (plus RNG) as the checkpoint for a finished ``epoch``."""
+    buffer = io.BytesIO()
+    torch.save({**state, "epoch": epoch, "rng": rng_state()}, buffer)
+    path = Path(run_dir) / checkpoint_name(epoch)
+    write_atomically(path, buffer.getvalue())
+    return path
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return None
+    found = [(int(m[1]), p) for p in run_dir.iterdir() if (m := _NAME.match(p.name))]
+    return max(found)[1] if found else None
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises many types for a bad file
+        raise RuntimeError(f"{path}: not a readable latentwire checkpoint ({e})") from None

@@ -1,0 +1,117 @@
+"""``latentwire train | eval | export``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from latentwire.training import autoencoder
+from latentwire.training.data import DatasetError
+
+RECIPES = {"ae": autoencoder}
+
+
+def run(command: str, argv: list[str]) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        return {"train": _train, "eval": _eval, "export": _export}[command](argv)
+    except (DatasetError, RuntimeError, ValueError, KeyError) as e:
+        print(f"latentwire {command}: error: {e}", file=sys.stderr)
+        return 1
+
+
+def _train(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="latentwire train", description="Train a model.")
+    sub = parser.add_subparsers(dest="recipe", required=True, metavar="RECIPE")
+    for name, module in RECIPES.items():
+        recipe = sub.add_parser(
+            name, help=module.__doc__.splitlines()[0], description=module.__doc__
+        )
+        module.add_arguments(recipe)
+    args = parser.parse_args(argv)
+    module = RECIPES[args.recipe]
+    module.train(module.config_from_args(args, argv[1:]))
+    return 0
+
+
+def _load(target: str):
+    """A model from a package folder or a training checkpoint, with its data set and shape."""
+    import torch
+
+    from latentwire.shared.models import ImageShape, get_model
+    from latentwire.shared.models.loading import load_model
+    from latentwire.shared.package import MANIFEST_NAME
+    from latentwire.training.checkpoint import load_checkpoint
+
+    path = Path(target)
+    if (path / MANIFEST_NAME).is_file():
+        model, manifest = load_model(path)
+        return model, manifest.dataset, ImageShape(**manifest.config["shape"]), "center-crop"
+    if path.is_file():
+        state = load_checkpoint(path)
+        cfg = state["config"]
+        model = get_model(cfg["model"]["family"], **cfg["model"]["config"])
+        model.load_state_dict(state["model"])
+        shape = ImageShape(**cfg["model"]["config"]["shape"])
+        return model.eval().to(torch.device("cpu")), cfg["dataset"], shape, cfg["fit"]
+    raise ValueError(f"{target}: neither a model package folder nor a checkpoint file")
+
+
+def _eval(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="latentwire eval",
+        description="Test-set MSE/PSNR/SSIM of a checkpoint or model package, "
+        "with a reconstruction grid.",
+    )
+    parser.add_argument("target", help="model package folder or checkpoint file")
+    parser.add_argument("--dataset", default=None, help="default: the one the model was trained on")
+    autoencoder.add_data_arguments(parser)
+    parser.add_argument(
+        "--out", default=None, help="folder for metrics.json and reconstructions.png"
+    )
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from latentwire.training.data import load_datasets
+    from latentwire.training.evaluate import evaluate_reconstruction, save_reconstruction_grid
+
+    model, dataset, shape, fit = _load(args.target)
+    _, test_set, _ = load_datasets(
+        args.dataset or dataset,
+        data_dir=args.data_dir,
+        download=args.download,
+        shape=shape,
+        fit=fit,
+    )
+    device = torch.device("cpu")
+    metrics = evaluate_reconstruction(model, test_set, device)
+    print(json.dumps(metrics, indent=2))
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        save_reconstruction_grid(model, test_set, device, out / "reconstructions.png")
+    return 0
+
+
+def _export(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="latentwire export",
+        description="Turn a checkpoint into a model package (safetensors + manifest.json), "
+        "measuring its test-set metrics on the way.",
+    )
+    parser.add_argument("checkpoint")
+    parser.add_argument("-o", "--out", required=True, help="package folder to write")
+    parser.add_argument("--id", default=None, help="model id (default: DATASET-FAMILY)")
+    parser.add_argument("--data-dir", default=None)
+    args = parser.parse_args(argv)
+
+    from latentwire.training.export import export_autoencoder
+
+    manifest = export_autoencoder(args.checkpoint, args.out, args.id, args.data_dir)
+    print(f"wrote {args.out}: {manifest.id}, test PSNR {manifest.metrics['psnr_db']:.2f} dB")
+    return 0
