@@ -32,6 +32,9 @@ class Manifest:
     family: str
     config: dict[str, Any]
     dataset: str
+    task: str = "autoencoder"  # or "codec"
+    quality: int | None = None  # codecs: the quality level, 1 = fewest bytes
+    decoder_digest: int | None = None  # codecs: the digest IRs carry (see decoder_package)
     training: dict[str, Any] = field(default_factory=dict)  # command, epochs, seconds, hardware
     metrics: dict[str, Any] = field(default_factory=dict)
     weights_sha256: str = ""
@@ -99,6 +102,7 @@ def write_atomically(path: str | os.PathLike, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; packages are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,4 +1,5 @@
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -22,3 +23,50 @@ def _private_cache(tmp_path_factory, monkeypatch):
     # Unpacked IDX files go to one cache for the whole session, never the user's.
     monkeypatch.setenv("LATENTWIRE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
     monkeypatch.setenv("LATENTWIRE_DATA", str(DATA))
+
+
+@pytest.fixture(scope="session")
+def tiny_codec(tmp_path_factory, data_dir):
+    """A codec trained here for one short epoch on real Fashion-MNIST and exported: the
+    whole train -> export -> decode path, independent of the shipped models."""
+    from latentwire.training.checkpoint import latest_checkpoint
+    from latentwire.training.codec import TrainConfig, train
+    from latentwire.training.export import export_codec
+
+    root = tmp_path_factory.mktemp("tiny_codec")
+    train(
+        TrainConfig(
+            dataset="fashion-mnist",
+            data_dir=str(data_dir),
+            epochs=1,
+            limit=2048,
+            quality=4,
+            out=str(root / "run"),
+            progress=False,
+            command="latentwire train codec (test)",
+        )
+    )
+    export_codec(latest_checkpoint(root / "run"), root / "models" / "tiny", "tiny-codec-q4")
+    return root / "models"
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory):
+    """latentwire built as a wheel, as `pip install .` would build it."""
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(out),
+            str(REPO),
+        ],
+        check=True,
+    )
+    return next(out.glob("latentwire-*.whl"))

@@ -4,31 +4,6 @@ import subprocess
 import sys
 import zipfile
 
-import pytest
-
-from conftest import REPO
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory):
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(out),
-            str(REPO),
-        ],
-        check=True,
-    )
-    return next(out.glob("latentwire-*.whl"))
-
 
 def test_wheel_holds_only_the_latentwire_namespace(wheel):
     names = zipfile.ZipFile(wheel).namelist()

@@ -8,10 +8,11 @@ import logging
 import sys
 from pathlib import Path
 
-from latentwire.training import autoencoder
+from latentwire.training import autoencoder, codec
 from latentwire.training.data import DatasetError
+from latentwire.training.loop import config_from_args
 
-RECIPES = {"ae": autoencoder}
+RECIPES = {"ae": autoencoder, "codec": codec}
 
 
 def run(command: str, argv: list[str]) -> int:
@@ -33,7 +34,8 @@ def _train(argv: list[str]) -> int:
         module.add_arguments(recipe)
     args = parser.parse_args(argv)
     module = RECIPES[args.recipe]
-    module.train(module.config_from_args(args, argv[1:]))
+    command = ["latentwire", "train", *argv]
+    module.train(config_from_args(module.TrainConfig, args, command))
     return 0
 
 
@@ -110,8 +112,19 @@ def _export(argv: list[str]) -> int:
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args(argv)
 
-    from latentwire.training.export import export_autoencoder
+    from latentwire.training.checkpoint import load_checkpoint
+    from latentwire.training.export import export_autoencoder, export_codec
 
-    manifest = export_autoencoder(args.checkpoint, args.out, args.id, args.data_dir)
-    print(f"wrote {args.out}: {manifest.id}, test PSNR {manifest.metrics['psnr_db']:.2f} dB")
+    cfg = load_checkpoint(args.checkpoint)["config"]
+    if cfg["model"]["family"] == "factorized":
+        model_id = args.id or f"{cfg['dataset']}-q{cfg['quality']}"
+        manifest = export_codec(args.checkpoint, args.out, model_id, args.data_dir)
+        m = manifest.metrics
+        print(
+            f"wrote {args.out}: {manifest.id}, {m['ir_bytes']:.1f} B per image "
+            f"({m['bpp']:.3f} bpp) at {m['psnr_db']:.2f} dB"
+        )
+    else:
+        manifest = export_autoencoder(args.checkpoint, args.out, args.id, args.data_dir)
+        print(f"wrote {args.out}: {manifest.id}, test PSNR {manifest.metrics['psnr_db']:.2f} dB")
     return 0

@@ -66,7 +66,7 @@ def save_loss_curve(history: dict[str, list[float]], path: str | Path) -> None:
     for name, values in history.items():
         ax.plot(range(1, len(values) + 1), values, marker="o", label=name)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("MSE loss")
+    ax.set_ylabel("loss")
     ax.set_yscale("log")
     ax.grid(True, alpha=0.3)
     ax.legend()

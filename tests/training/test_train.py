@@ -112,7 +112,7 @@ def test_ddp_two_cpu_processes_agree_and_only_rank0_writes(tmp_path):
     assert set(digests) == {"0", "1"}
     assert digests["0"] == digests["1"]
     # One writer: exactly one checkpoint per epoch and one "saved" line per epoch.
-    assert sorted(p.name[-13:] for p in tmp_path.glob("ckpt-*.pt")) == [
+    assert sorted(p.name[-12:] for p in tmp_path.glob("ckpt-*.pt")) == [
         "epoch0001.pt",
         "epoch0002.pt",
     ]
@@ -123,11 +123,20 @@ def test_ddp_two_cpu_processes_agree_and_only_rank0_writes(tmp_path):
 
 def test_export_writes_a_package_that_reproduces_its_metrics(tmp_path):
     run = tmp_path / "run"
+    command = "latentwire train ae --arch mlp --dataset mnist --epochs 1 --limit 1024"
     train(
-        TrainConfig(arch="mlp", dataset="mnist", epochs=1, limit=1024, out=str(run), progress=False)
+        TrainConfig(
+            arch="mlp",
+            dataset="mnist",
+            epochs=1,
+            limit=1024,
+            out=str(run),
+            progress=False,
+            command=command,
+        )
     )
     manifest = export_autoencoder(latest_checkpoint(run), tmp_path / "pkg", "test-mlp")
-    assert manifest.training["command"].startswith("latentwire train ae")
+    assert manifest.training["command"] == command
     model, loaded = load_model(tmp_path / "pkg")
     assert loaded.id == "test-mlp" and loaded.family == "mlp" and loaded.dataset == "mnist"
     assert loaded.parameters == sum(p.numel() for p in model.parameters())

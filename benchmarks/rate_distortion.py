@@ -1,0 +1,227 @@
+"""Rate-distortion of latentwire's codecs against PNG, JPEG, WebP and AVIF (Pillow).
+
+Every image of the test set is coded one by one. For latentwire, the size is the whole IR
+message (header included) and the quality is measured on the image the light client
+decodes. Writes a JSON and a CSV table, an RD plot, BD-rates against WebP and JPEG, and
+the codec's speed on this machine.
+
+    python benchmarks/rate_distortion.py --dataset fashion-mnist
+    python benchmarks/rate_distortion.py --dataset mnist --limit 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from pytorch_msssim import ms_ssim
+from tqdm import tqdm
+
+from latentwire.client import decode_array, decode_batch
+from latentwire.shared.decoder_package import DECODER_NAME, DecoderPackage
+from latentwire.shared.models.codec import encode_images
+from latentwire.shared.models.loading import load_model
+from latentwire.shared.package import list_packages, read_manifest
+from latentwire.training.data import load_datasets
+
+CLASSICAL = {
+    "JPEG": [5, 10, 20, 30, 50, 75, 90, 95],
+    "WebP": [0, 5, 10, 20, 30, 40, 50, 60, 75, 90, 100],
+    "AVIF": [0, 10, 25, 40, 55, 70, 85, 95],
+}
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0**2 / max(mse, 1e-10)))
+
+
+def msssim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-image MS-SSIM over 3 scales with a 3x3 window: 28x28 images allow no more
+    (the usual 5 scales with an 11x11 window need sides over 160 pixels)."""
+    x = torch.from_numpy(a).float().unsqueeze(1) / 255
+    y = torch.from_numpy(b).float().unsqueeze(1) / 255
+    weights = [0.0448, 0.2856, 0.3001]
+    return ms_ssim(x, y, data_range=1.0, size_average=False, win_size=3, weights=weights).numpy()
+
+
+def summarize(name: str, setting: str, sizes, originals, decoded) -> dict:
+    pixels = originals.shape[1] * originals.shape[2]
+    return {
+        "codec": name,
+        "setting": setting,
+        "bytes": float(np.mean(sizes)),
+        "bpp": float(np.mean(sizes) * 8 / pixels),
+        "psnr_db": float(np.mean([psnr(a, b) for a, b in zip(originals, decoded, strict=True)])),
+        "ms_ssim": float(np.mean(msssim(originals, decoded))),
+    }
+
+
+def classical_points(images: np.ndarray) -> list[dict]:
+    rows = []
+    png_sizes = []
+    for image in images:
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, "PNG", optimize=True)
+        png_sizes.append(buffer.tell())
+    rows.append(summarize("PNG", "optimize", png_sizes, images, images))
+    for name, qualities in CLASSICAL.items():
+        fmt = {"JPEG": "JPEG", "WebP": "WEBP", "AVIF": "AVIF"}[name]
+        for q in tqdm(qualities, desc=name, leave=False):
+            sizes, decoded = [], []
+            for image in images:
+                buffer = io.BytesIO()
+                Image.fromarray(image).save(buffer, fmt, quality=q)
+                sizes.append(buffer.tell())
+                buffer.seek(0)
+                decoded.append(np.asarray(Image.open(buffer).convert("L")))
+            rows.append(summarize(name, f"q{q}", sizes, images, np.stack(decoded)))
+    return rows
+
+
+def latentwire_points(dataset: str, x: torch.Tensor, images: np.ndarray) -> tuple[list, list]:
+    rows, speed = [], []
+    codecs = [p for p in list_packages() if read_manifest(p).task == "codec"]
+    codecs = [p for p in codecs if read_manifest(p).dataset == dataset]
+    for folder in sorted(codecs, key=lambda p: read_manifest(p).quality or 0):
+        model, manifest = load_model(folder)
+        package = DecoderPackage.from_bytes((folder / DECODER_NAME).read_bytes())
+        began = time.perf_counter()
+        irs = []
+        for start in range(0, len(x), 1000):
+            irs += encode_images(model, package, x[start : start + 1000])
+        encode_s = time.perf_counter() - began
+        began = time.perf_counter()
+        decoded = []
+        for start in range(0, len(irs), 1000):
+            decoded += decode_batch(irs[start : start + 1000])
+        decode_s = time.perf_counter() - began
+        latencies = []
+        for ir in irs[:300]:
+            t = time.perf_counter()
+            decode_array(ir)
+            latencies.append(time.perf_counter() - t)
+        rows.append(
+            summarize("latentwire", manifest.id, [len(ir) for ir in irs], images, np.stack(decoded))
+        )
+        speed.append(
+            {
+                "model": manifest.id,
+                "encode_images_per_s (torch, batches of 1000)": round(len(x) / encode_s),
+                "decode_images_per_s (onnxruntime, batches of 1000)": round(len(x) / decode_s),
+                "decode_one_image_ms (median)": round(statistics.median(latencies) * 1000, 3),
+            }
+        )
+    return rows, speed
+
+
+def bd_rate(anchor: list[dict], test: list[dict]) -> float | None:
+    """Bjøntegaard delta rate (%): the test codec's average bitrate change at equal PSNR,
+    over the PSNR range both curves cover (cubic fit of log-rate against PSNR)."""
+
+    def curve(points):
+        pts = sorted({(p["psnr_db"], p["bytes"]) for p in points})
+        return np.array([p[0] for p in pts]), np.log([p[1] for p in pts])
+
+    pa, ra = curve(anchor)
+    pt, rt = curve(test)
+    lo, hi = max(pa.min(), pt.min()), min(pa.max(), pt.max())
+    if hi <= lo or len(pa) < 4 or len(pt) < 4:
+        return None
+    fa, ft = np.polyint(np.polyfit(pa, ra, 3)), np.polyint(np.polyfit(pt, rt, 3))
+    avg_a = (np.polyval(fa, hi) - np.polyval(fa, lo)) / (hi - lo)
+    avg_t = (np.polyval(ft, hi) - np.polyval(ft, lo)) / (hi - lo)
+    return float((np.exp(avg_t - avg_a) - 1) * 100)
+
+
+def plot(rows: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for name in ["latentwire", "JPEG", "WebP", "AVIF"]:
+        pts = sorted((r["bytes"], r["psnr_db"]) for r in rows if r["codec"] == name)
+        if pts:
+            style = "o-" if name == "latentwire" else ".--"
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=name)
+    png = [r for r in rows if r["codec"] == "PNG"]
+    if png:
+        ax.axvline(png[0]["bytes"], color="grey", lw=0.8, label=f"PNG {png[0]['bytes']:.0f} B")
+    ax.set_xlabel("bytes per image (whole message)")
+    ax.set_ylabel("PSNR (dB)")
+    ax.set_xlim(0, 600)
+    ax.set_ylim(18, 45)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="fashion-mnist", choices=["fashion-mnist", "mnist"])
+    parser.add_argument("--limit", type=int, default=None, help="first N test images only")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--out", default="benchmarks/results")
+    args = parser.parse_args()
+
+    _, test_set, _ = load_datasets(args.dataset, data_dir=args.data_dir)
+    n = min(args.limit or len(test_set), len(test_set))
+    x = torch.stack([test_set[i] for i in range(n)])
+    images = torch.round((x[:, 0] + 1) * 127.5).to(torch.uint8).numpy()
+
+    ours, speed = latentwire_points(args.dataset, x, images)
+    rows = ours + classical_points(images)
+    bd = {
+        anchor: bd_rate([r for r in rows if r["codec"] == anchor], ours)
+        for anchor in ("WebP", "JPEG", "AVIF")
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"rd_{args.dataset}"
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}"
+    result = {
+        "dataset": args.dataset,
+        "test_images": n,
+        "machine": machine,
+        "rows": rows,
+        "bd_rate_percent_vs": bd,
+        "speed": speed,
+    }
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    with open(out / f"{stem}.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    plot(rows, out / f"{stem}.png", f"{args.dataset}, {n} test images, one image per message")
+
+    print(f"{args.dataset}: {n} test images on {machine}")
+    print(f"{'codec':<11}{'setting':<20}{'bytes':>8}{'bpp':>8}{'PSNR':>8}{'MS-SSIM':>9}")
+    for r in rows:
+        print(
+            f"{r['codec']:<11}{r['setting']:<20}{r['bytes']:>8.1f}{r['bpp']:>8.3f}"
+            f"{r['psnr_db']:>8.2f}{r['ms_ssim']:>9.4f}"
+        )
+    for anchor, value in bd.items():
+        shown = "n/a (curves do not overlap)" if value is None else f"{value:+.1f}%"
+        print(f"BD-rate vs {anchor}: {shown}")
+    for s in speed:
+        print(json.dumps(s))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""The decoder package: everything the client needs to decode one model's IRs, in one file.
+
+``decoder.msgpack`` holds the synthesis transform as ONNX, the integer symbol tables, and
+the geometry. Its SHA-256 (first 4 bytes) is the digest every IR of the model carries.
+It is msgpack, never pickle, because it may be downloaded from a server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import msgpack
+import numpy as np
+
+from latentwire.shared.coding import SymbolTables
+
+DECODER_NAME = "decoder.msgpack"
+FORMAT = 1
+MAX_PACKAGE_BYTES = 256 << 20
+
+
+class DecoderPackageError(ValueError):
+    """A decoder package is malformed or not the one an IR asks for."""
+
+
+def digest_of(data: bytes) -> int:
+    return int.from_bytes(hashlib.sha256(data).digest()[:4], "big")
+
+
+@dataclass(frozen=True, eq=False)
+class DecoderPackage:
+    model: str
+    image_shape: tuple[int, int, int]  # (channels, height, width); height/width 0 = any size
+    latent_shape: tuple[int, int, int]  # (channels, height, width); 0 = from the image size
+    stride: int  # image side / latent side, for size-agnostic models
+    tables: SymbolTables
+    onnx: bytes
+    digest: int = 0  # of the serialized package; set by from_bytes (see digest_of)
+
+    def to_bytes(self) -> bytes:
+        return msgpack.packb(
+            {
+                "format": FORMAT,
+                "model": self.model,
+                "image_shape": list(self.image_shape),
+                "latent_shape": list(self.latent_shape),
+                "stride": self.stride,
+                "radius": self.tables.radius,
+                "frequencies": self.tables.frequencies.astype("<u4").tobytes(),
+                "onnx": self.onnx,
+            },
+            use_bin_type=True,
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> DecoderPackage:
+        if len(data) > MAX_PACKAGE_BYTES:
+            raise DecoderPackageError("decoder package is too large")
+        try:
+            d = msgpack.unpackb(data, raw=False, max_str_len=1024, max_array_len=16)
+            shape = tuple(int(v) for v in d["image_shape"])
+            latent = tuple(int(v) for v in d["latent_shape"])
+            radius = int(d["radius"])
+            if d["format"] != FORMAT or len(shape) != 3 or len(latent) != 3:
+                raise ValueError("unsupported format or bad shapes")
+            if not 0 < radius < 4096:
+                raise ValueError(f"radius {radius} out of bounds")
+            freq = np.frombuffer(d["frequencies"], dtype="<u4").reshape(latent[0], 2 * radius + 1)
+            tables = SymbolTables(radius, freq.astype(np.uint32))
+            model, onnx = str(d["model"]), bytes(d["onnx"])
+            stride = int(d["stride"])
+        except (DecoderPackageError, KeyError, TypeError, ValueError, msgpack.UnpackException) as e:
+            raise DecoderPackageError(f"malformed decoder package ({e})") from None
+        return cls(model, shape, latent, stride, tables, onnx, digest_of(data))

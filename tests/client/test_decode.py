@@ -1,0 +1,140 @@
+"""Encode with torch, decode with the light client: real IRs of real test images."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from latentwire.client import DecoderStore, IRError, decode, decode_array, decode_batch
+from latentwire.shared.decoder_package import DECODER_NAME, DecoderPackage
+from latentwire.shared.models.codec import encode_images
+from latentwire.shared.models.loading import load_model
+from latentwire.shared.package import list_packages, read_manifest
+from latentwire.shared.wire import IR, parse
+from latentwire.training.data import load_datasets
+from latentwire.training.evaluate import psnr
+
+SHIPPED_CODECS = [p for p in list_packages() if read_manifest(p).task == "codec"]
+
+
+def load_codec(folder):
+    model, manifest = load_model(folder)
+    package = DecoderPackage.from_bytes((folder / DECODER_NAME).read_bytes())
+    return model, manifest, package
+
+
+@pytest.fixture(scope="module")
+def test_images():
+    _, test_set, _ = load_datasets("fashion-mnist")
+    return torch.stack([test_set[i] for i in range(64)])
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_codec, test_images):
+    model, _manifest, package = load_codec(tiny_codec / "tiny")
+    store = DecoderStore([tiny_codec])
+    irs = encode_images(model, package, test_images)
+    return model, package, store, irs
+
+
+def test_decode_matches_the_torch_synthesis(tiny, test_images):
+    model, _, store, irs = tiny
+    image = decode(irs[0], store)
+    assert image.mode == "L" and image.size == (28, 28)
+    with torch.inference_mode():
+        expected = model.synthesis(torch.round(model.analysis(test_images[:1])))
+    expected = torch.round((expected.clamp(-1, 1) + 1) * 127.5)[0, 0].numpy()
+    # onnxruntime and torch may differ in the last float bit, so at most one level.
+    assert np.abs(np.asarray(image, dtype=np.int16) - expected).max() <= 1
+
+
+def test_batch_decode_equals_one_by_one(tiny):
+    _, _, store, irs = tiny
+    batch = decode_batch(irs, store)
+    assert len(batch) == len(irs)
+    for ir, image in zip(irs[:8], batch[:8], strict=False):
+        assert np.array_equal(decode_array(ir, store), image)
+
+
+def test_same_image_gives_identical_ir_bytes_across_runs_and_processes(tiny, tiny_codec):
+    model, package, store, irs = tiny
+    _, test_set, _ = load_datasets("fashion-mnist")
+    again = encode_images(model, package, torch.stack([test_set[i] for i in range(4)]))
+    assert again == irs[:4]
+    script = (
+        "import sys, hashlib; import numpy as np\n"
+        "from latentwire.client import DecoderStore, decode_array\n"
+        f"store = DecoderStore([{str(tiny_codec)!r}])\n"
+        "data = sys.stdin.buffer.read()\n"
+        "print(hashlib.sha256(decode_array(data, store).tobytes()).hexdigest())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], input=irs[3], capture_output=True, check=True
+    )
+    import hashlib
+
+    assert (
+        out.stdout.decode().strip()
+        == hashlib.sha256(decode_array(irs[3], store).tobytes()).hexdigest()
+    )
+
+
+def test_wrong_decoder_version_and_unknown_models_are_refused(tiny):
+    _, _package, store, irs = tiny
+    ir = parse(irs[0])
+    stale = IR(ir.model, ir.digest ^ 1, ir.payload).to_bytes()
+    with pytest.raises(IRError, match="different version"):
+        decode(stale, store)
+    with pytest.raises(IRError, match="no decoder"):
+        decode(IR("someone-elses-model", 1, b"").to_bytes(), store)
+    with pytest.raises(IRError, match="codes 28x28"):
+        decode(IR(ir.model, ir.digest, ir.payload, (4000, 4000)).to_bytes(), store)
+
+
+@settings(
+    max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_mutated_irs_only_ever_raise_irerror(tiny, data):
+    _, _, store, irs = tiny
+    ir = bytearray(data.draw(st.sampled_from(irs[:8])))
+    action = data.draw(st.sampled_from(["flip", "truncate", "append", "splice"]))
+    if action == "flip":
+        for _ in range(data.draw(st.integers(1, 4))):
+            i = data.draw(st.integers(0, len(ir) - 1))
+            ir[i] ^= 1 << data.draw(st.integers(0, 7))
+    elif action == "truncate":
+        ir = ir[: data.draw(st.integers(0, len(ir) - 1))]
+    elif action == "append":
+        ir += data.draw(st.binary(min_size=1, max_size=32))
+    else:
+        i = data.draw(st.integers(0, len(ir)))
+        ir[i:i] = data.draw(st.binary(min_size=1, max_size=8))
+    try:
+        image = decode_array(bytes(ir), store)
+    except IRError:
+        return
+    assert image.shape == (28, 28) and image.dtype == np.uint8
+
+
+@pytest.mark.parametrize("folder", SHIPPED_CODECS, ids=lambda p: p.name)
+def test_shipped_codec_reaches_its_published_figures(folder, data_dir):
+    """The whole Fashion-MNIST/MNIST test set through real IRs, against the manifest."""
+    model, manifest, package = load_codec(folder)
+    assert package.digest == manifest.decoder_digest
+    _, test_set, _ = load_datasets(manifest.dataset, data_dir=data_dir)
+    sizes, scores = [], []
+    for start in range(0, len(test_set), 1000):
+        x = torch.stack([test_set[i] for i in range(start, min(start + 1000, len(test_set)))])
+        irs = encode_images(model, package, x)
+        images = np.stack(decode_batch(irs))
+        y = torch.from_numpy(images).float().div(255).unsqueeze(1)
+        scores.append(psnr((x + 1) / 2, y))
+        sizes += [len(ir) for ir in irs]
+    assert np.mean(sizes) == pytest.approx(manifest.metrics["ir_bytes"], abs=0.01)
+    assert np.mean(sizes) < 28 * 28 / 3  # a third of the raw 8-bit image, header included
+    assert torch.cat(scores).mean().item() == pytest.approx(manifest.metrics["psnr_db"], abs=0.01)

@@ -1,0 +1,190 @@
+"""The training loop every recipe shares: data order, optimizer, checkpoints, resume, DDP.
+
+A recipe builds its data sets and model, then calls :func:`fit` with two functions: the
+loss of one batch, and the test-set evaluation run after every epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import logging
+import platform
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.data.distributed import DistributedSampler
+from tqdm import tqdm
+
+from latentwire.shared.models import config_to_dict
+from latentwire.training import distributed
+from latentwire.training.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    set_rng_state,
+)
+
+log = logging.getLogger("latentwire.train")
+
+BatchLoss = Callable[[nn.Module, torch.Tensor], torch.Tensor]
+Evaluate = Callable[[nn.Module, Dataset], dict[str, float]]
+
+
+@dataclass
+class LoopConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    seed: int = 0
+    limit: int | None = None  # train on the first N images only (quick runs, tests)
+    workers: int = 0
+    out: str = "runs/train"
+    resume: bool = False
+    device: str = "auto"
+    progress: bool = True
+    command: str = ""  # the command line that started the run, for the manifest
+
+
+def add_loop_arguments(parser: argparse.ArgumentParser, defaults: LoopConfig) -> None:
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    parser.add_argument("--workers", type=int, default=defaults.workers, help="loader processes")
+    parser.add_argument("--out", default=defaults.out, help="run folder for checkpoints, plots")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+    parser.add_argument("--device", default=defaults.device, help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
+
+
+def config_from_args(config_class: type, args: argparse.Namespace, command: list[str]) -> Any:
+    fields = {f.name for f in dataclasses.fields(config_class)}
+    values = {k: v for k, v in vars(args).items() if k in fields}
+    return config_class(**values, command=shlex.join(command))
+
+
+def weights_digest(model: nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def hardware() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    return f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+def fit(
+    cfg: LoopConfig,
+    runtime: distributed.Runtime,
+    model: nn.Module,
+    train_set: Dataset,
+    test_set: Dataset,
+    batch_loss: BatchLoss,
+    evaluate: Evaluate,
+) -> nn.Module:
+    """Train ``model`` for ``cfg.epochs`` (resuming if asked); returns it unwrapped, in eval mode.
+
+    After every epoch the main process evaluates, appends to the history and writes a
+    checkpoint; ``evaluate`` must return a ``loss`` entry comparable to the training loss.
+    """
+    out = Path(cfg.out)
+    model.to(runtime.device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    history: dict[str, list[float]] = {"train": [], "test": []}
+    start_epoch, seconds = 0, 0.0
+
+    checkpoint_path = latest_checkpoint(out) if cfg.resume else None
+    if checkpoint_path is not None:
+        state = load_checkpoint(checkpoint_path, map_location=runtime.device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        history, start_epoch, seconds = state["history"], state["epoch"], state["seconds"]
+        set_rng_state(state["rng"])
+        if runtime.is_main:
+            log.info("resumed from %s (epoch %d)", checkpoint_path, start_epoch)
+
+    trained = DistributedDataParallel(model) if runtime.distributed else model
+    # The sampler's order depends only on (seed, epoch), so a resumed run sees the same data.
+    sampler = DistributedSampler(
+        train_set, num_replicas=runtime.world_size, rank=runtime.rank, shuffle=True, seed=cfg.seed
+    )
+    loader = DataLoader(
+        train_set,
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        num_workers=cfg.workers,
+        pin_memory=runtime.device.type == "cuda",
+    )
+    saved_config = {
+        **dataclasses.asdict(cfg),
+        "model": {"family": model.family, "config": config_to_dict(model.config)},
+    }
+
+    for epoch in range(start_epoch, cfg.epochs):
+        began = time.perf_counter()
+        sampler.set_epoch(epoch)
+        trained.train()
+        total, count = 0.0, 0
+        bar = tqdm(
+            loader,
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            disable=not (cfg.progress and runtime.is_main),
+            leave=False,
+        )
+        for x in bar:
+            x = x.to(runtime.device, non_blocking=True)
+            loss = batch_loss(trained, x)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(x)
+            count += len(x)
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        seconds += time.perf_counter() - began
+
+        if runtime.is_main:
+            model.eval()
+            test = evaluate(model, test_set)
+            history["train"].append(total / count)
+            history["test"].append(test["loss"])
+            path = save_checkpoint(
+                out,
+                epoch + 1,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "history": history,
+                    "seconds": seconds,
+                    "hardware": hardware(),
+                    "config": saved_config,
+                },
+            )
+            shown = "  ".join(f"test {k} {v:.4g}" for k, v in test.items() if k != "test_images")
+            log.info(
+                "epoch %d/%d  train loss %.5g  %s  -> %s",
+                epoch + 1,
+                cfg.epochs,
+                total / count,
+                shown,
+                path.name,
+            )
+        distributed.barrier(runtime)
+
+    model.eval()
+    log.info("rank %d final weights sha256 %s", runtime.rank, weights_digest(model))
+    return model
