@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "train": ("latentwire.training.cli", "training", "train a model (ae, ...)"),
     "eval": ("latentwire.training.cli", "training", "measure a checkpoint or model package"),
     "export": ("latentwire.training.cli", "training", "turn a checkpoint into a model package"),
+    "serve": ("latentwire.server.cli", "server", "run the HTTP server"),
 }
 
 USAGE = "usage: latentwire COMMAND [options]   (latentwire COMMAND --help for each)"

@@ -40,26 +40,25 @@ def _train(argv: list[str]) -> int:
 
 
 def _load(target: str):
-    """A model from a package folder or a training checkpoint, with its data set and shape."""
-    import torch
-
-    from latentwire.shared.models import ImageShape, get_model
+    """(reconstruct function, data set, image shape, fit) of a package folder or checkpoint."""
+    from latentwire.shared.models import ImageShape
     from latentwire.shared.models.loading import load_model
     from latentwire.shared.package import MANIFEST_NAME
-    from latentwire.training.checkpoint import load_checkpoint
+    from latentwire.training.export import model_from_checkpoint
 
     path = Path(target)
     if (path / MANIFEST_NAME).is_file():
         model, manifest = load_model(path)
-        return model, manifest.dataset, ImageShape(**manifest.config["shape"]), "center-crop"
-    if path.is_file():
-        state = load_checkpoint(path)
-        cfg = state["config"]
-        model = get_model(cfg["model"]["family"], **cfg["model"]["config"])
-        model.load_state_dict(state["model"])
-        shape = ImageShape(**cfg["model"]["config"]["shape"])
-        return model.eval().to(torch.device("cpu")), cfg["dataset"], shape, cfg["fit"]
-    raise ValueError(f"{target}: neither a model package folder nor a checkpoint file")
+        family, config, dataset, fit = manifest.family, manifest.config, manifest.dataset, None
+    elif path.is_file():
+        model, cfg, _ = model_from_checkpoint(path)
+        family, config = cfg["model"]["family"], cfg["model"]["config"]
+        dataset, fit = cfg["dataset"], cfg["fit"]
+    else:
+        raise ValueError(f"{target}: neither a model package folder nor a checkpoint file")
+    # A codec's forward gives (reconstruction, likelihoods); eval mode rounds its latent.
+    reconstruct = (lambda x: model(x)[0]) if family == "factorized" else model
+    return reconstruct, dataset, ImageShape(**config["shape"]), fit or "center-crop"
 
 
 def _eval(argv: list[str]) -> int:
@@ -81,7 +80,7 @@ def _eval(argv: list[str]) -> int:
     from latentwire.training.data import load_datasets
     from latentwire.training.evaluate import evaluate_reconstruction, save_reconstruction_grid
 
-    model, dataset, shape, fit = _load(args.target)
+    reconstruct, dataset, shape, fit = _load(args.target)
     _, test_set, _ = load_datasets(
         args.dataset or dataset,
         data_dir=args.data_dir,
@@ -90,13 +89,13 @@ def _eval(argv: list[str]) -> int:
         fit=fit,
     )
     device = torch.device("cpu")
-    metrics = evaluate_reconstruction(model, test_set, device)
+    metrics = evaluate_reconstruction(reconstruct, test_set, device)
     print(json.dumps(metrics, indent=2))
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        save_reconstruction_grid(model, test_set, device, out / "reconstructions.png")
+        save_reconstruction_grid(reconstruct, test_set, device, out / "reconstructions.png")
     return 0
 
 

@@ -71,7 +71,9 @@ def add_loop_arguments(parser: argparse.ArgumentParser, defaults: LoopConfig) ->
 def config_from_args(config_class: type, args: argparse.Namespace, command: list[str]) -> Any:
     fields = {f.name for f in dataclasses.fields(config_class)}
     values = {k: v for k, v in vars(args).items() if k in fields}
-    return config_class(**values, command=shlex.join(command))
+    # A resumed run ends with the weights of an uninterrupted one, so the command that
+    # reproduces them is the same without --resume.
+    return config_class(**values, command=shlex.join(a for a in command if a != "--resume"))
 
 
 def weights_digest(model: nn.Module) -> str:

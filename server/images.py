@@ -1,0 +1,59 @@
+"""Reading uploaded images without trusting them."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from latentwire.server.errors import ApiError
+
+FORMATS = {"PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF", "AVIF"}
+
+
+def open_image(data: bytes, max_pixels: int) -> Image.Image:
+    """A decoded image; its size is checked from the header before any pixel is decoded."""
+    if not data:
+        raise ApiError(422, "empty_image", "the request carries no image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ApiError(
+            415, "unsupported_image", f"not an image in a supported format ({', '.join(FORMATS)})"
+        ) from None
+    if image.format not in FORMATS:
+        raise ApiError(415, "unsupported_image", f"{image.format} images are not accepted")
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ApiError(
+            413,
+            "image_too_large",
+            f"{width}x{height} is {width * height} pixels; the limit is {max_pixels}",
+        )
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise ApiError(422, "corrupt_image", f"the image could not be decoded ({e})") from None
+    return image
+
+
+def to_model_input(image: Image.Image, channels: int, height: int, width: int) -> np.ndarray:
+    """uint8 (C, H, W) in the model's geometry, or a 422 saying what the model accepts."""
+    if image.size != (width, height):
+        kind = "grayscale" if channels == 1 else "RGB"
+        raise ApiError(
+            422,
+            "wrong_geometry",
+            f"this model encodes {width}x{height} {kind} images; "
+            f"got {image.size[0]}x{image.size[1]}",
+        )
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        # Transparent pixels over black, the background the data sets have.
+        background = Image.new("RGBA", image.size, (0, 0, 0, 255))
+        image = Image.alpha_composite(background, image.convert("RGBA"))
+    pixels = np.asarray(image.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
+    return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)

@@ -1,0 +1,144 @@
+"""The models a server hosts: every codec package found at start-up, loaded and warmed up."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from latentwire.server.batcher import DynamicBatcher
+from latentwire.server.errors import ApiError
+from latentwire.server.settings import Settings
+from latentwire.shared.decoder_package import DECODER_NAME, DecoderPackage
+from latentwire.shared.models.codec import FactorizedCodec, encode_images
+from latentwire.shared.models.loading import load_model
+from latentwire.shared.package import ZOO_DIR, Manifest, list_packages, read_manifest
+
+log = logging.getLogger("latentwire.server")
+
+
+@dataclass
+class HostedCodec:
+    manifest: Manifest
+    model: FactorizedCodec
+    decoder_bytes: bytes
+    decoder: DecoderPackage
+    device: torch.device
+    batcher: DynamicBatcher = field(init=False)
+
+    @property
+    def name(self) -> str:
+        """The codec's name without its quality level: ``fashion-mnist-q3`` -> ``fashion-mnist``."""
+        base, _, level = self.manifest.id.rpartition("-q")
+        return base if base and level.isdigit() else self.manifest.id
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.decoder.image_shape
+
+    def encode_batch(self, images: list[np.ndarray]) -> list[bytes]:
+        """uint8 (C, H, W) images -> IRs; runs in the batcher's worker thread."""
+        x = torch.from_numpy(np.stack(images)).to(self.device, torch.float32)
+        return encode_images(self.model, self.decoder, x.div_(127.5).sub_(1.0))
+
+    def describe(self) -> dict[str, Any]:
+        c, h, w = self.shape
+        m = self.manifest
+        return {
+            "id": m.id,
+            "name": self.name,
+            "family": m.family,
+            "dataset": m.dataset,
+            "quality": m.quality,
+            "input": {"channels": c, "height": h, "width": w},
+            "digest": f"{self.decoder.digest:08x}",
+            "metrics": m.metrics,
+            "parameters": m.parameters,
+        }
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class ModelRegistry:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.device = pick_device(settings.device)
+        self.codecs: dict[str, HostedCodec] = {}
+
+    def load(self) -> None:
+        """Load every codec package (shipped first, then ``model_dir``) and warm each up."""
+        roots = [ZOO_DIR] + ([Path(self.settings.model_dir)] if self.settings.model_dir else [])
+        for root in roots:
+            for folder in list_packages(root):
+                manifest = read_manifest(folder)
+                if manifest.task != "codec":
+                    continue
+                if manifest.id in self.codecs:
+                    log.warning("%s: model %s is already loaded; skipped", folder, manifest.id)
+                    continue
+                model, manifest = load_model(folder, self.device)
+                data = (folder / DECODER_NAME).read_bytes()
+                codec = HostedCodec(
+                    manifest, model, data, DecoderPackage.from_bytes(data), self.device
+                )
+                codec.encode_batch([np.zeros(codec.shape, dtype=np.uint8)])  # warm-up
+                self.codecs[manifest.id] = codec
+                log.info("loaded %s on %s", manifest.id, self.device)
+
+    def start(self, executor: Executor, on_batch) -> None:
+        s = self.settings
+        for codec in self.codecs.values():
+            codec.batcher = DynamicBatcher(
+                codec.encode_batch,
+                executor,
+                max_batch=s.max_batch if s.batching else 1,
+                max_wait_ms=s.max_wait_ms if s.batching else 0,
+                capacity=s.queue_capacity,
+                on_batch=lambda n, sec, model=codec.manifest.id: on_batch(model, n, sec),
+            )
+            codec.batcher.start()
+
+    async def stop(self) -> None:
+        for codec in self.codecs.values():
+            await codec.batcher.stop()
+
+    def get(self, model_id: str) -> HostedCodec:
+        try:
+            return self.codecs[model_id]
+        except KeyError:
+            raise ApiError(
+                404, "unknown_model", f"no model {model_id!r} here; see GET /models"
+            ) from None
+
+    def resolve(self, model: str | None, quality: int | None) -> HostedCodec:
+        """A codec by name and quality (``fashion-mnist``, 3) or by full id."""
+        model = model or self.settings.default_model
+        if model in self.codecs:
+            codec = self.codecs[model]
+            if quality is not None and codec.manifest.quality != quality:
+                raise ApiError(
+                    422, "quality_mismatch", f"{model} is quality {codec.manifest.quality}"
+                )
+            return codec
+        levels = {c.manifest.quality: c for c in self.codecs.values() if c.name == model}
+        if not levels:
+            raise ApiError(404, "unknown_model", f"no codec named {model!r}; see GET /models")
+        if quality is None:
+            default = self.settings.default_quality
+            quality = default if default in levels else sorted(levels)[len(levels) // 2]
+        if quality not in levels:
+            raise ApiError(
+                422,
+                "unknown_quality",
+                f"{model} has quality levels {sorted(levels)}, not {quality}",
+            )
+        return levels[quality]

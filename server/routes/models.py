@@ -1,0 +1,31 @@
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+from latentwire.server.deps import RegistryDep
+
+router = APIRouter(tags=["models"])
+
+
+@router.get("/models", summary="The hosted codecs")
+async def list_models(registry: RegistryDep) -> list[dict[str, Any]]:
+    return [codec.describe() for codec in registry.codecs.values()]
+
+
+@router.get(
+    "/models/{model_id}/decoder",
+    summary="The decoder package a client needs (ONNX synthesis + symbol tables)",
+    response_class=Response,
+    responses={200: {"content": {"application/msgpack": {}}}, 304: {"description": "unchanged"}},
+)
+async def get_decoder(model_id: str, request: Request, registry: RegistryDep) -> Response:
+    codec = registry.get(model_id)
+    etag = f'"{codec.decoder.digest:08x}"'
+    headers = {
+        "ETag": etag,
+        "Cache-Control": "public, max-age=31536000, immutable",  # a digest never changes
+        "X-Latentwire-Digest": f"{codec.decoder.digest:08x}",
+    }
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    return Response(codec.decoder_bytes, media_type="application/msgpack", headers=headers)

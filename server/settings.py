@@ -1,0 +1,50 @@
+"""Every server setting, in one place: environment variables ``LATENTWIRE_*``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LATENTWIRE_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="address to listen on")
+    port: int = Field(8000, ge=1, le=65535, description="port to listen on")
+    model_dir: Path | None = Field(
+        None, description="folder of extra model packages, loaded beside the shipped ones"
+    )
+    device: str = Field("auto", description="auto (CUDA when present), cpu, cuda or cuda:N")
+    default_model: str = Field("fashion-mnist", description="codec used when none is named")
+    default_quality: int = Field(3, ge=1, description="quality used when none is named")
+    max_body_bytes: int = Field(16 << 20, ge=1024, description="largest request body (413)")
+    max_pixels: int = Field(
+        4096 * 4096, ge=1, description="largest image, read from its header before decoding (413)"
+    )
+    max_images_per_request: int = Field(256, ge=1, description="images per /encode/batch")
+    api_keys: str = Field(
+        "", description="comma-separated keys; when set, every route but health needs one"
+    )
+    batching: bool = Field(True, description="group concurrent requests into model batches")
+    max_batch: int = Field(256, ge=1, description="images per model batch")
+    max_wait_ms: float = Field(2.0, ge=0, description="how long a batch waits to fill up")
+    queue_capacity: int = Field(4096, ge=1, description="images waiting per model before 503")
+    request_timeout_s: float = Field(30.0, gt=0, description="a request waits at most this (504)")
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_are_not_placeholders(cls, value: str) -> str:
+        for key in cls.split_keys(value):
+            if len(key) < 16:
+                raise ValueError("API keys must be at least 16 characters")
+        return value
+
+    @staticmethod
+    def split_keys(value: str) -> list[str]:
+        return [k.strip() for k in value.split(",") if k.strip()]
+
+    @property
+    def keys(self) -> list[str]:
+        return self.split_keys(self.api_keys)
