@@ -6,8 +6,9 @@ Needs numpy, onnxruntime, constriction, msgpack and Pillow; never torch.
 from __future__ import annotations
 
 import os
+import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +16,18 @@ import onnxruntime as ort
 from PIL import Image
 
 from latentwire.shared.coding import CodingError, decode_latent
-from latentwire.shared.decoder_package import DECODER_NAME, DecoderPackage, DecoderPackageError
-from latentwire.shared.package import ZOO_DIR, list_packages, read_manifest
+from latentwire.shared.decoder_package import (
+    DECODER_NAME,
+    DecoderPackage,
+    DecoderPackageError,
+    digest_of,
+)
+from latentwire.shared.package import ZOO_DIR, list_packages, read_manifest, write_atomically
 from latentwire.shared.wire import IR, IRError, parse
 
 MAX_PIXELS = 4096 * 4096  # the largest image a client decodes
+CHUNK = 16  # latents per synthesis run
+SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 class Decoder:
@@ -69,50 +77,122 @@ class Decoder:
                 raise IRError(str(e)) from None
             by_shape.setdefault(shape, []).append(i)
         images: list[np.ndarray] = [None] * len(irs)  # type: ignore[list-item]
-        for indices in by_shape.values():  # one synthesis run per latent geometry
+        for indices in by_shape.values():  # synthesis runs per latent geometry
             batch = np.stack([latents[i] for i in indices]).astype(np.float32)
-            out = self.session.run(None, {self.input_name: batch})[0]
-            pixels = np.round((np.clip(out, -1, 1) + 1) * 127.5).astype(np.uint8)
+            pixels = self._synthesize(batch)
             for i, image in zip(indices, pixels, strict=True):
                 h, w = self.image_size(irs[i])
                 image = image[:, :h, :w].transpose(1, 2, 0)
                 images[i] = image[..., 0] if image.shape[2] == 1 else image
         return images
 
+    def _synthesize(self, latents: np.ndarray) -> np.ndarray:
+        """uint8 images from latents, in chunks of exactly ``CHUNK`` (the last one padded), so
+        an image decodes to the same pixels whatever it was batched with."""
+        out = []
+        for start in range(0, len(latents), CHUNK):
+            chunk = latents[start : start + CHUNK]
+            real = len(chunk)
+            if real < CHUNK:
+                pad = np.zeros((CHUNK - real, *chunk.shape[1:]), dtype=chunk.dtype)
+                chunk = np.concatenate([chunk, pad])
+            image = self.session.run(None, {self.input_name: chunk})[0][:real]
+            out.append(np.round((np.clip(image, -1, 1) + 1) * 127.5).astype(np.uint8))
+        return np.concatenate(out)
+
 
 class DecoderStore:
-    """Finds and caches decoders by model id: the shipped models first, then ``search_dirs``.
+    """Finds decoders by (model id, digest), in this order: the shipped models and
+    ``search_dirs``, the cache folder, then ``fetch`` (the server). A fetched decoder is
+    kept, and written to the cache, only when its digest is the one the IR asks for.
 
-    A model id from an IR is only ever looked up in this index, never used as a path.
+    A model id from an IR is never used as a path unless it is a plain name.
     """
 
-    def __init__(self, search_dirs: Sequence[str | os.PathLike] = ()) -> None:
+    def __init__(
+        self,
+        search_dirs: Sequence[str | os.PathLike] = (),
+        cache_dir: str | os.PathLike | None = None,
+        fetch: Callable[[str], bytes] | None = None,
+    ) -> None:
         self.roots = [ZOO_DIR, *(Path(d) for d in search_dirs)]
-        self._decoders: dict[str, Decoder] = {}
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.fetch = fetch
+        self._decoders: dict[tuple[str, int], Decoder] = {}
         self._lock = threading.Lock()
-        self._index: dict[str, Path] | None = None
+        self._index: dict[str, list[Path]] | None = None
 
-    def _package_paths(self) -> dict[str, Path]:
+    def _installed(self, model: str) -> list[Path]:
         if self._index is None:
-            index: dict[str, Path] = {}
+            index: dict[str, list[Path]] = {}
             for root in self.roots:
                 for folder in list_packages(root):
                     if (folder / DECODER_NAME).is_file():
-                        index.setdefault(read_manifest(folder).id, folder / DECODER_NAME)
+                        index.setdefault(read_manifest(folder).id, []).append(folder / DECODER_NAME)
             self._index = index
-        return self._index
+        return self._index.get(model, [])
 
-    def get(self, model: str) -> Decoder:
+    def _cache_path(self, model: str, digest: int) -> Path | None:
+        if self.cache_dir is None or not SAFE_ID.fullmatch(model):
+            return None
+        return self.cache_dir / f"{model}-{digest:08x}.msgpack"
+
+    def has(self, model: str, digest: int) -> bool:
+        try:
+            self.get(model, digest, fetch=False)
+        except IRError:
+            return False
+        return True
+
+    def add(self, model: str, digest: int, data: bytes) -> Decoder:
+        """Keep a downloaded decoder package, after checking it is the one wanted."""
+        if digest_of(data) != digest:
+            raise IRError(
+                f"the decoder offered for {model!r} has digest {digest_of(data):08x}, "
+                f"the IR needs {digest:08x}; refused"
+            )
+        decoder = self._load(model, data)
+        path = self._cache_path(model, digest)
+        if path is not None:
+            write_atomically(path, data)
         with self._lock:
-            if model not in self._decoders:
-                path = self._package_paths().get(model)
-                if path is None:
-                    raise IRError(f"no decoder for model {model!r} is available here")
-                try:
-                    self._decoders[model] = Decoder(DecoderPackage.from_bytes(path.read_bytes()))
-                except DecoderPackageError as e:
-                    raise IRError(f"decoder for {model!r} is unusable: {e}") from None
-            return self._decoders[model]
+            self._decoders[(model, digest)] = decoder
+        return decoder
+
+    def get(self, model: str, digest: int, fetch: bool = True) -> Decoder:
+        with self._lock:
+            found = self._decoders.get((model, digest))
+        if found is not None:
+            return found
+        candidates = list(self._installed(model))
+        cached = self._cache_path(model, digest)
+        if cached is not None and cached.is_file():
+            candidates.append(cached)
+        for path in candidates:
+            data = path.read_bytes()
+            if digest_of(data) == digest:
+                decoder = self._load(model, data)
+                with self._lock:
+                    self._decoders[(model, digest)] = decoder
+                return decoder
+        if fetch and self.fetch is not None:
+            return self.add(model, digest, self.fetch(model))
+        if candidates:
+            raise IRError(
+                f"IR was made for a different version of {model} (decoder digest {digest:08x}); "
+                "this client has another"
+            )
+        raise IRError(f"no decoder for model {model!r} is available here")
+
+    @staticmethod
+    def _load(model: str, data: bytes) -> Decoder:
+        try:
+            package = DecoderPackage.from_bytes(data)
+        except DecoderPackageError as e:
+            raise IRError(f"decoder for {model!r} is unusable: {e}") from None
+        if package.model != model:
+            raise IRError(f"decoder package is for {package.model!r}, not {model!r}")
+        return Decoder(package)
 
 
 _default_store = DecoderStore()
@@ -123,11 +203,11 @@ def decode_batch(irs: Sequence[bytes], store: DecoderStore | None = None) -> lis
     store = store or _default_store
     parsed = [parse(ir) for ir in irs]
     out: list[np.ndarray] = [None] * len(parsed)  # type: ignore[list-item]
-    by_model: dict[str, list[int]] = {}
+    by_model: dict[tuple[str, int], list[int]] = {}
     for i, ir in enumerate(parsed):
-        by_model.setdefault(ir.model, []).append(i)
-    for model, indices in by_model.items():
-        images = store.get(model).decode([parsed[i] for i in indices])
+        by_model.setdefault((ir.model, ir.digest), []).append(i)
+    for (model, digest), indices in by_model.items():
+        images = store.get(model, digest).decode([parsed[i] for i in indices])
         for i, image in zip(indices, images, strict=True):
             out[i] = image
     return out

@@ -10,7 +10,7 @@ from PIL import Image, UnidentifiedImageError
 
 from latentwire.server.errors import ApiError
 
-FORMATS = {"PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF", "AVIF"}
+FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
 
 
 def open_image(data: bytes, max_pixels: int) -> Image.Image:
@@ -19,9 +19,12 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
         raise ApiError(422, "empty_image", "the request carries no image")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Our own pixel limit below decides; Pillow's bomb error is a second fence.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except Image.DecompressionBombError as e:
+        raise ApiError(413, "image_too_large", f"{e}; the limit is {max_pixels} pixels") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise ApiError(
             415, "unsupported_image", f"not an image in a supported format ({', '.join(FORMATS)})"
         ) from None
@@ -36,7 +39,7 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
         )
     try:
         image.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ApiError(422, "corrupt_image", f"the image could not be decoded ({e})") from None
     return image
 

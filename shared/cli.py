@@ -15,6 +15,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "eval": ("latentwire.training.cli", "training", "measure a checkpoint or model package"),
     "export": ("latentwire.training.cli", "training", "turn a checkpoint into a model package"),
     "serve": ("latentwire.server.cli", "server", "run the HTTP server"),
+    "encode": ("latentwire.client.cli", "client", "encode images into IR files via a server"),
+    "decode": ("latentwire.client.cli", "client", "decode IR files into PNGs, locally"),
+    "models": ("latentwire.client.cli", "client", "list a server's models"),
 }
 
 USAGE = "usage: latentwire COMMAND [options]   (latentwire COMMAND --help for each)"

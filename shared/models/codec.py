@@ -80,10 +80,24 @@ class FactorizedCodec(nn.Module):
         return torch.round(self.analysis(x)).to(torch.int32).cpu().numpy()
 
 
+ENCODE_CHUNK = 16  # images per analysis call, whatever the batch size (see encode_images)
+
+
 def encode_images(codec: FactorizedCodec, package: DecoderPackage, x: torch.Tensor) -> list[bytes]:
-    """One IR per image of a batch ``x`` (N, C, H, W) in [-1, 1]."""
-    latents = codec.quantized_latent(x)
-    return [
-        IR(package.model, package.digest, encode_latent(latent, package.tables)).to_bytes()
-        for latent in latents
-    ]
+    """One IR per image of a batch ``x`` (N, C, H, W) in [-1, 1].
+
+    The analysis always runs on chunks of exactly ``ENCODE_CHUNK`` images (the last one
+    padded): convolution kernels pick their algorithm by batch size, and a latent that
+    rounds differently would make an image's IR depend on the requests it was batched
+    with. With one shape, the same image always gives the same bytes.
+    """
+    irs = []
+    for start in range(0, len(x), ENCODE_CHUNK):
+        chunk = x[start : start + ENCODE_CHUNK]
+        real = len(chunk)
+        if real < ENCODE_CHUNK:
+            chunk = torch.cat([chunk, chunk.new_zeros(ENCODE_CHUNK - real, *chunk.shape[1:])])
+        for latent in codec.quantized_latent(chunk)[:real]:
+            payload = encode_latent(latent, package.tables)
+            irs.append(IR(package.model, package.digest, payload).to_bytes())
+    return irs

@@ -5,12 +5,12 @@ import sys
 
 import numpy as np
 
-from conftest import REPO
 from latentwire.client import DecoderStore, decode_array
 from latentwire.shared.decoder_package import DECODER_NAME, DecoderPackage
 from latentwire.shared.models.codec import encode_images
 from latentwire.shared.models.loading import load_model
 from latentwire.training.data import load_datasets
+from tests.conftest import REPO
 
 
 def test_base_install_decodes_an_ir_made_by_the_full_install(wheel, tiny_codec, tmp_path):

@@ -9,13 +9,13 @@ import time
 import pytest
 import torch
 
-from conftest import BIN
 from latentwire.shared.models.loading import load_model
 from latentwire.training.autoencoder import TrainConfig, train
 from latentwire.training.checkpoint import latest_checkpoint, load_checkpoint
 from latentwire.training.data import load_datasets
 from latentwire.training.evaluate import evaluate_reconstruction
 from latentwire.training.export import export_autoencoder
+from tests.conftest import BIN
 
 CLI = [sys.executable, "-m", "latentwire.shared.cli"]
 

@@ -1,0 +1,262 @@
+"""Talk to a latentwire server: encode there, decode here.
+
+``Client`` and ``AsyncClient`` share one behaviour: an API key sent as a bearer token;
+retries with exponential backoff and jitter on connection errors and 503 (honouring
+Retry-After), never on other 4xx/5xx answers; one exception hierarchy for what the server
+says. Decoding is local: decoders resolve from the shipped models, then the cache folder,
+then ``GET /models/{id}/decoder`` (kept only when its digest matches the IR's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import random
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Union
+
+import httpx
+import msgpack
+import numpy as np
+from PIL import Image
+
+from latentwire.client.decoding import DecoderStore, decode_batch
+from latentwire.shared.wire import parse
+
+ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]  # noqa: UP007
+
+
+class LatentwireError(Exception):
+    """Base of every error the client raises about the server or the network."""
+
+
+class ConnectionFailed(LatentwireError):
+    """The server could not be reached, even after the retries."""
+
+
+class ServerError(LatentwireError):
+    """The server answered with an error: ``status``, a stable ``code`` and a ``message``."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status, self.code, self.message = status, code, message
+
+
+class AuthenticationError(ServerError):
+    """401: no API key, or a wrong one."""
+
+
+class Overloaded(ServerError):
+    """503: the server stayed busy through every retry."""
+
+
+def default_cache_dir() -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return Path(os.environ.get("LATENTWIRE_CACHE", base / "latentwire")) / "decoders"
+
+
+def image_bytes(image: ImageInput) -> bytes:
+    """An image as bytes the server can read: files and bytes as they are, arrays as PNG."""
+    if isinstance(image, bytes):
+        return image
+    if isinstance(image, (str, os.PathLike)):
+        return Path(image).read_bytes()
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    if isinstance(image, Image.Image):
+        buffer = io.BytesIO()
+        image.save(buffer, "PNG")
+        return buffer.getvalue()
+    raise TypeError(f"cannot send a {type(image).__name__} as an image")
+
+
+def _error(response: httpx.Response) -> ServerError:
+    try:
+        body = response.json()["error"]
+        code, message = str(body["code"]), str(body["message"])
+    except (ValueError, KeyError, TypeError):
+        code, message = "http_error", response.text[:200]
+    kind = {401: AuthenticationError, 503: Overloaded}.get(response.status_code, ServerError)
+    return kind(response.status_code, code, message)
+
+
+def _backoff(attempt: int, response: httpx.Response | None, base: float) -> float:
+    retry_after = response.headers.get("retry-after") if response is not None else None
+    if retry_after and retry_after.isdigit():
+        return float(retry_after) + random.uniform(0, base)
+    return base * 2**attempt * random.uniform(0.5, 1.5)
+
+
+class _Base:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        retries: int,
+        backoff: float,
+        cache_dir: str | os.PathLike | None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.retries, self.backoff = retries, backoff
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+
+    @staticmethod
+    def _params(model: str | None, quality: int | None) -> dict[str, Any]:
+        return {k: v for k, v in {"model": model, "quality": quality}.items() if v is not None}
+
+    @staticmethod
+    def _retryable(response: httpx.Response) -> bool:
+        return response.status_code == 503
+
+
+class Client(_Base):
+    """A blocking client. ``with Client("http://127.0.0.1:8000") as c: ir = c.encode("a.png")``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        retries: int = 4,
+        backoff: float = 0.2,
+        cache_dir: str | os.PathLike | None = None,
+    ) -> None:
+        super().__init__(base_url, api_key, retries, backoff, cache_dir)
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, headers=self.headers)
+        self.decoders = DecoderStore(cache_dir=self.cache_dir, fetch=self._fetch_decoder)
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        for attempt in range(self.retries + 1):
+            response = None
+            try:
+                response = self._http.request(method, path, **kwargs)
+                if not self._retryable(response):
+                    break
+            except httpx.TransportError as e:
+                if attempt == self.retries:
+                    raise ConnectionFailed(f"{self.base_url}{path}: {e}") from e
+            if attempt < self.retries:
+                time.sleep(_backoff(attempt, response, self.backoff))
+        if response.status_code >= 400:
+            raise _error(response)
+        return response
+
+    def _fetch_decoder(self, model: str) -> bytes:
+        return self._request("GET", f"/models/{model}/decoder").content
+
+    def encode(
+        self, image: ImageInput, model: str | None = None, quality: int | None = None
+    ) -> bytes:
+        """The IR of one image."""
+        files = {"file": ("image", image_bytes(image))}
+        return self._request(
+            "POST", "/encode", files=files, params=self._params(model, quality)
+        ).content
+
+    def encode_many(
+        self, images: Iterable[ImageInput], model: str | None = None, quality: int | None = None
+    ) -> list[bytes]:
+        """One IR per image, in one request."""
+        files = [("files", (f"image{i}", image_bytes(im))) for i, im in enumerate(images)]
+        body = self._request(
+            "POST", "/encode/batch", files=files, params=self._params(model, quality)
+        ).content
+        return list(msgpack.unpackb(body, raw=False))
+
+    def decode(self, ir: bytes) -> Image.Image:
+        """Decode locally; the decoder is downloaded once if this client does not have it."""
+        return Image.fromarray(self.decode_array(ir))
+
+    def decode_array(self, ir: bytes) -> np.ndarray:
+        return decode_batch([ir], self.decoders)[0]
+
+    def models(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/models").json()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncClient(_Base):
+    """The same API for asyncio: ``await client.encode(image)``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        retries: int = 4,
+        backoff: float = 0.2,
+        cache_dir: str | os.PathLike | None = None,
+    ) -> None:
+        super().__init__(base_url, api_key, retries, backoff, cache_dir)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, timeout=timeout, headers=self.headers
+        )
+        self.decoders = DecoderStore(cache_dir=self.cache_dir)
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        for attempt in range(self.retries + 1):
+            response = None
+            try:
+                response = await self._http.request(method, path, **kwargs)
+                if not self._retryable(response):
+                    break
+            except httpx.TransportError as e:
+                if attempt == self.retries:
+                    raise ConnectionFailed(f"{self.base_url}{path}: {e}") from e
+            if attempt < self.retries:
+                await asyncio.sleep(_backoff(attempt, response, self.backoff))
+        if response.status_code >= 400:
+            raise _error(response)
+        return response
+
+    async def encode(
+        self, image: ImageInput, model: str | None = None, quality: int | None = None
+    ) -> bytes:
+        files = {"file": ("image", image_bytes(image))}
+        response = await self._request(
+            "POST", "/encode", files=files, params=self._params(model, quality)
+        )
+        return response.content
+
+    async def encode_many(
+        self, images: Iterable[ImageInput], model: str | None = None, quality: int | None = None
+    ) -> list[bytes]:
+        files = [("files", (f"image{i}", image_bytes(im))) for i, im in enumerate(images)]
+        response = await self._request(
+            "POST", "/encode/batch", files=files, params=self._params(model, quality)
+        )
+        return list(msgpack.unpackb(response.content, raw=False))
+
+    async def decode(self, ir: bytes) -> Image.Image:
+        return Image.fromarray(await self.decode_array(ir))
+
+    async def decode_array(self, ir: bytes) -> np.ndarray:
+        parsed = parse(ir)
+        if not self.decoders.has(parsed.model, parsed.digest):
+            response = await self._request("GET", f"/models/{parsed.model}/decoder")
+            self.decoders.add(parsed.model, parsed.digest, response.content)
+        return decode_batch([ir], self.decoders)[0]
+
+    async def models(self) -> list[dict[str, Any]]:
+        return (await self._request("GET", "/models")).json()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

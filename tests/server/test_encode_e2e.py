@@ -1,0 +1,245 @@
+"""The real server on loopback, driven by the real client over HTTP."""
+
+import asyncio
+import io
+import struct
+import zlib
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from latentwire.client import (
+    AsyncClient,
+    AuthenticationError,
+    Client,
+    IRError,
+    ServerError,
+    decode_batch,
+)
+from latentwire.shared.package import list_packages, read_manifest
+from latentwire.shared.wire import IR, parse
+from latentwire.training.data import load_datasets
+from tests.server.conftest import running_server
+
+TINY = "tiny-codec-q4"
+SHIPPED = [read_manifest(p) for p in list_packages() if read_manifest(p).task == "codec"]
+
+
+@pytest.fixture(scope="module")
+def images():
+    _, test_set, _ = load_datasets("fashion-mnist")
+    return [test_set.images[i, 0].numpy() for i in range(300)]
+
+
+def png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(float) - b.astype(float)) ** 2)
+    return 10 * np.log10(255**2 / mse)
+
+
+def test_health_and_models(server):
+    assert httpx.get(f"{server}/healthz").json() == {"status": "ok"}
+    assert httpx.get(f"{server}/readyz").json()["status"] == "ready"
+    with Client(server) as client:
+        models = {m["id"]: m for m in client.models()}
+    tiny = models[TINY]
+    assert tiny["family"] == "factorized" and tiny["dataset"] == "fashion-mnist"
+    assert tiny["quality"] == 4 and tiny["input"] == {"channels": 1, "height": 28, "width": 28}
+    assert len(tiny["digest"]) == 8 and "psnr_db" in tiny["metrics"]
+
+
+def test_encode_then_decode_locally_downloads_the_decoder_once(server, images, tmp_path):
+    with Client(server, cache_dir=tmp_path) as client:
+        response = httpx.post(
+            f"{server}/encode", params={"model": TINY}, files={"file": png(images[0])}
+        )
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "application/msgpack"
+        assert response.headers["x-latentwire-model"] == TINY
+        assert int(response.headers["x-latentwire-ir-bytes"]) == len(response.content)
+        ir = client.encode(images[0], model=TINY)
+        assert ir == response.content  # deterministic
+        image = client.decode(ir)
+    assert image.size == (28, 28)
+    assert psnr(images[0], np.asarray(image)) > 10
+    cached = list(tmp_path.glob("tiny-codec-q4-*.msgpack"))
+    assert len(cached) == 1 and cached[0].name.endswith(f"{parse(ir).digest:08x}.msgpack")
+
+
+def test_batch_equals_single_requests_and_raw_bodies(server, images):
+    with Client(server) as client:
+        batch = client.encode_many(images[:20], model=TINY)
+        singles = [client.encode(im, model=TINY) for im in images[:5]]
+    assert batch[:5] == singles
+    raw = httpx.post(
+        f"{server}/encode",
+        params={"model": TINY},
+        content=png(images[3]),
+        headers={"content-type": "image/png"},
+    )
+    assert raw.status_code == 200 and raw.content == batch[3]
+
+
+@pytest.mark.parametrize("manifest", SHIPPED, ids=lambda m: m.id)
+def test_shipped_codecs_meet_their_published_figures_over_http(server, manifest):
+    _, test_set, _ = load_datasets(manifest.dataset)
+    originals = [test_set.images[i, 0].numpy() for i in range(1000)]
+    with Client(server) as client:
+        irs = []
+        for start in range(0, len(originals), 250):
+            irs += client.encode_many(originals[start : start + 250], model=manifest.id)
+        decoded = decode_batch(irs, client.decoders)
+    mean_psnr = np.mean([psnr(a, b) for a, b in zip(originals, decoded, strict=True)])
+    # 1,000 of the 10,000 test images the manifest was measured on.
+    assert mean_psnr == pytest.approx(manifest.metrics["psnr_db"], abs=0.5)
+    assert np.mean([len(ir) for ir in irs]) == pytest.approx(manifest.metrics["ir_bytes"], rel=0.05)
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that declares width x height and then stops after a few bytes of pixel data."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 9))
+
+
+@pytest.mark.parametrize(
+    ("params", "body", "status", "code"),
+    [
+        ({"model": TINY}, b"this is not an image", 415, "unsupported_image"),
+        ({"model": TINY}, png_header(100000, 100000), 413, "image_too_large"),
+        ({"model": TINY}, png_header(5000, 5000), 413, "image_too_large"),
+        ({"model": TINY}, png_header(28, 28), 422, "corrupt_image"),
+        ({"model": TINY}, png(np.zeros((480, 640), np.uint8)), 422, "wrong_geometry"),
+        ({"model": TINY}, b"", 422, "empty_image"),
+        ({"model": "no-such-codec"}, png(np.zeros((28, 28), np.uint8)), 404, "unknown_model"),
+        (
+            {"model": "tiny-codec", "quality": 9},
+            png(np.zeros((28, 28), np.uint8)),
+            422,
+            "unknown_quality",
+        ),
+        (
+            {"model": TINY, "quality": "high"},
+            png(np.zeros((28, 28), np.uint8)),
+            422,
+            "invalid_request",
+        ),
+    ],
+)
+def test_bad_requests_get_json_errors(server, params, body, status, code):
+    response = httpx.post(f"{server}/encode", params=params, files={"file": body})
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == code
+    assert response.json()["error"]["message"]
+
+
+def test_body_limit_and_unknown_routes(server):
+    huge = b"\0" * (16 * 2**20 + 1)
+    response = httpx.post(f"{server}/encode", content=huge, headers={"content-type": "image/png"})
+    assert response.status_code == 413 and response.json()["error"]["code"] == "body_too_large"
+    response = httpx.get(f"{server}/models/nope/decoder")
+    assert response.status_code == 404 and response.json()["error"]["code"] == "unknown_model"
+    assert httpx.get(f"{server}/nowhere").json()["error"]["code"] == "not_found"
+
+
+def test_decoder_etag_and_a_wrong_digest_is_refused(server, images, tmp_path):
+    first = httpx.get(f"{server}/models/{TINY}/decoder")
+    assert first.status_code == 200
+    again = httpx.get(
+        f"{server}/models/{TINY}/decoder", headers={"if-none-match": first.headers["etag"]}
+    )
+    assert again.status_code == 304
+    with Client(server, cache_dir=tmp_path) as client:
+        ir = parse(client.encode(images[0], model=TINY))
+        forged = IR(ir.model, ir.digest ^ 0xFFFF, ir.payload).to_bytes()
+        with pytest.raises(IRError, match="refused"):
+            client.decode(forged)
+    assert not list(tmp_path.glob("*.msgpack"))  # nothing was stored
+
+
+def test_concurrent_requests_are_batched(server, images):
+    async def burst():
+        async with AsyncClient(server) as client:
+            return await asyncio.gather(*(client.encode(im, model=TINY) for im in images[:64]))
+
+    irs = asyncio.run(burst())
+    with Client(server) as client:
+        assert irs[:3] == [client.encode(im, model=TINY) for im in images[:3]]
+    metrics = httpx.get(f"{server}/metrics").text
+    sizes = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("latentwire_batch_size_bucket") and TINY in line
+    ]
+    ones = next(float(s.split()[-1]) for s in sizes if 'le="1.0"' in s)
+    total = next(float(s.split()[-1]) for s in sizes if 'le="+Inf"' in s)
+    assert total > ones, "no batch held more than one image"
+    assert "latentwire_requests_total" in metrics and "latentwire_queue_depth" in metrics
+
+
+def test_api_keys(tiny_codec, images):
+    key = "k3y-for-tests-0123456789"
+    env = {
+        "LATENTWIRE_MODEL_DIR": str(tiny_codec),
+        "LATENTWIRE_API_KEYS": f"other-key-000000000,{key}",
+    }
+    with running_server(env) as (url, proc):
+        assert httpx.get(f"{url}/healthz").status_code == 200
+        assert httpx.get(f"{url}/readyz").status_code == 200
+        for headers in (
+            {},
+            {"Authorization": "Bearer wrong-key-0000000000"},
+            {"Authorization": key},
+        ):
+            response = httpx.get(f"{url}/models", headers=headers)
+            assert response.status_code == 401
+            assert response.json()["error"]["code"] == "unauthorized"
+        with pytest.raises(AuthenticationError):
+            Client(url, api_key="wrong-key-0000000000").encode(images[0], model=TINY)
+        with Client(url, api_key=key) as client:
+            assert client.models() and client.encode(images[0], model=TINY)
+    assert key.encode() not in proc.log
+
+
+def test_a_full_queue_answers_503_with_retry_after(tiny_codec, images):
+    env = {
+        "LATENTWIRE_MODEL_DIR": str(tiny_codec),
+        "LATENTWIRE_QUEUE_CAPACITY": "2",
+        "LATENTWIRE_MAX_BATCH": "1",
+    }
+    with running_server(env) as (url, _):
+
+        async def flood():
+            async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+                requests = [
+                    http.post("/encode", params={"model": TINY}, files={"file": png(im)})
+                    for im in images[:200]
+                ]
+                return await asyncio.gather(*requests)
+
+        responses = asyncio.run(flood())
+        statuses = {r.status_code for r in responses}
+        assert statuses <= {200, 503} and 503 in statuses and 200 in statuses
+        busy = next(r for r in responses if r.status_code == 503)
+        assert busy.headers["retry-after"] == "1"
+        assert busy.json()["error"]["code"] == "overloaded"
+        # The client's retries ride it out.
+        with Client(url) as client:
+            assert client.encode(images[0], model=TINY)
+        assert httpx.get(f"{url}/healthz").status_code == 200
+
+
+def test_server_errors_are_typed():
+    error = ServerError(418, "teapot", "short and stout")
+    assert error.status == 418 and "teapot" in str(error)
