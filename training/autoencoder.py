@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ from latentwire.training.evaluate import (
     save_loss_curve,
     save_reconstruction_grid,
 )
-from latentwire.training.loop import LoopConfig, add_loop_arguments, config_from_args, fit
+from latentwire.training.loop import LoopConfig, add_loop_arguments, fit, recipe_main
 
 log = logging.getLogger("latentwire.train")
 
@@ -149,12 +148,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="latentwire train ae", description=__doc__)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    train(config_from_args(TrainConfig, args, ["latentwire", "train", "ae", *argv]))
+    recipe_main("ae", __doc__, TrainConfig, add_arguments, train, argv)
 
 
 if __name__ == "__main__":

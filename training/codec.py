@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from dataclasses import dataclass
 
 import torch
@@ -24,7 +23,7 @@ from latentwire.training import distributed
 from latentwire.training.autoencoder import add_image_arguments, load_data, write_report
 from latentwire.training.checkpoint import load_checkpoint
 from latentwire.training.evaluate import psnr, to_unit
-from latentwire.training.loop import LoopConfig, add_loop_arguments, config_from_args, fit
+from latentwire.training.loop import LoopConfig, add_loop_arguments, fit, recipe_main
 
 log = logging.getLogger("latentwire.train")
 
@@ -125,12 +124,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="latentwire train codec", description=__doc__)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    train(config_from_args(TrainConfig, args, ["latentwire", "train", "codec", *argv]))
+    recipe_main("codec", __doc__, TrainConfig, add_arguments, train, argv)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from latentwire.shared.package import (
 )
 from latentwire.shared.wire import parse
 from latentwire.training.checkpoint import load_checkpoint
+from latentwire.training.codec import LAMBDAS
 from latentwire.training.data import load_datasets
 from latentwire.training.evaluate import evaluate_reconstruction, psnr, ssim_per_image
 
@@ -63,6 +64,8 @@ def _write_package(
     training = {
         key: cfg.get(key) for key in ("command", "batch_size", "lr", "seed", "quality", "lmbda")
     }
+    if family == "factorized" and training["lmbda"] is None:  # the quality's default lambda
+        training["lmbda"] = LAMBDAS[cfg["quality"]]
     training.update(
         epochs=state["epoch"], seconds=round(state["seconds"], 1), hardware=state["hardware"]
     )

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import platform
 import shlex
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -190,3 +191,20 @@ def fit(
     model.eval()
     log.info("rank %d final weights sha256 %s", runtime.rank, weights_digest(model))
     return model
+
+
+def recipe_main(
+    name: str,
+    doc: str,
+    config_class: type,
+    add_arguments: Callable[[argparse.ArgumentParser], None],
+    train: Callable[[Any], nn.Module],
+    argv: list[str] | None = None,
+) -> None:
+    """``python -m latentwire.training.<recipe>``: what torchrun starts on every rank."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog=f"latentwire train {name}", description=doc)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    train(config_from_args(config_class, args, ["latentwire", "train", name, *argv]))

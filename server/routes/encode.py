@@ -2,7 +2,7 @@ import asyncio
 from typing import Annotated
 
 import msgpack
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.datastructures import UploadFile
 
 from latentwire.server.batcher import Overloaded
@@ -37,6 +37,15 @@ ModelQuery = Annotated[
     str | None, Query(max_length=128, description="codec name (e.g. fashion-mnist) or model id")
 ]
 QualityQuery = Annotated[int | None, Query(ge=1, le=100, description="quality level, 1 = smallest")]
+
+
+def get_codec(
+    registry: RegistryDep, model: ModelQuery = None, quality: QualityQuery = None
+) -> HostedCodec:
+    return registry.resolve(model, quality)
+
+
+CodecDep = Annotated[HostedCodec, Depends(get_codec)]
 
 
 async def _uploads(request: Request, field: str, limit: int) -> list[bytes]:
@@ -83,14 +92,7 @@ def _headers(codec: HostedCodec, size: int) -> dict[str, str]:
     responses=_MSGPACK,
     openapi_extra=_IMAGE_BODY,
 )
-async def encode(
-    request: Request,
-    registry: RegistryDep,
-    settings: SettingsDep,
-    model: ModelQuery = None,
-    quality: QualityQuery = None,
-) -> Response:
-    codec = registry.resolve(model, quality)
+async def encode(request: Request, codec: CodecDep, settings: SettingsDep) -> Response:
     data = (await _uploads(request, "file", 1))[0]
     pixels = to_model_input(open_image(data, settings.max_pixels), *codec.shape)
     (ir,) = await _run_model(codec, [pixels], settings)
@@ -122,14 +124,7 @@ async def encode(
         }
     },
 )
-async def encode_batch(
-    request: Request,
-    registry: RegistryDep,
-    settings: SettingsDep,
-    model: ModelQuery = None,
-    quality: QualityQuery = None,
-) -> Response:
-    codec = registry.resolve(model, quality)
+async def encode_batch(request: Request, codec: CodecDep, settings: SettingsDep) -> Response:
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise ApiError(415, "multipart_required", "send the images as multipart fields 'files'")
     images = await _uploads(request, "files", settings.max_images_per_request)

@@ -3,6 +3,7 @@
 import asyncio
 import io
 import struct
+import subprocess
 import zlib
 
 import httpx
@@ -21,6 +22,7 @@ from latentwire.client import (
 from latentwire.shared.package import list_packages, read_manifest
 from latentwire.shared.wire import IR, parse
 from latentwire.training.data import load_datasets
+from tests.conftest import BIN
 from tests.server.conftest import running_server
 
 TINY = "tiny-codec-q4"
@@ -243,3 +245,26 @@ def test_a_full_queue_answers_503_with_retry_after(tiny_codec, images):
 def test_server_errors_are_typed():
     error = ServerError(418, "teapot", "short and stout")
     assert error.status == 418 and "teapot" in str(error)
+
+
+def test_schemathesis_finds_no_server_errors(server):
+    """Property-based requests generated from the app's own OpenAPI schema: no 5xx."""
+    result = subprocess.run(
+        [
+            str(BIN / "schemathesis"),
+            "run",
+            f"{server}/openapi.json",
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            "20",
+            "--no-color",
+            "--seed",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert " passed" in result.stdout
