@@ -13,7 +13,7 @@ PORT ?= 8000
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[server,training,dev]"
+	$(BIN)/python -m pip install -qq -c constraints.txt -e ".[server,training,dev]"
 	touch $(STAMP)
 
 serve: $(STAMP)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from pytorch_msssim import ms_ssim
+from pytorch_msssim.ssim import _fspecial_gauss_1d, _ssim
 from tqdm import tqdm
 
 from latentwire.client import decode_array, decode_batch
@@ -47,12 +47,21 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def msssim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per-image MS-SSIM over 3 scales with a 3x3 window: 28x28 images allow no more
-    (the usual 5 scales with an 11x11 window need sides over 160 pixels)."""
+    """Per-image MS-SSIM over 3 scales (28, 14, 7) with a 3x3 Gaussian window (sigma 1.5),
+    the first three of the standard scale weights renormalized: the usual 5 scales with an
+    11x11 window need sides over 160 pixels, and 28x28 images allow no more."""
     x = torch.from_numpy(a).float().unsqueeze(1) / 255
     y = torch.from_numpy(b).float().unsqueeze(1) / 255
-    weights = [0.0448, 0.2856, 0.3001]
-    return ms_ssim(x, y, data_range=1.0, size_average=False, win_size=3, weights=weights).numpy()
+    weights = torch.tensor([0.0448, 0.2856, 0.3001])
+    weights = weights / weights.sum()
+    win = _fspecial_gauss_1d(3, 1.5).repeat(1, 1, 1, 1)
+    values = []
+    for level in range(len(weights)):
+        ssim_map, cs = _ssim(x, y, data_range=1.0, win=win, size_average=False)
+        values.append(torch.relu(cs if level < len(weights) - 1 else ssim_map).flatten())
+        x, y = torch.nn.functional.avg_pool2d(x, 2), torch.nn.functional.avg_pool2d(y, 2)
+    stacked = torch.stack(values, dim=1)  # (N, levels)
+    return torch.prod(stacked ** weights, dim=1).numpy()
 
 
 def summarize(name: str, setting: str, sizes, originals, decoded) -> dict:

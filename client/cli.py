@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from latentwire.client.decoding import DecoderStore, decode_batch
-from latentwire.client.http import Client, LatentwireError
+from latentwire.client.http import Client, LatentwireError, default_cache_dir
 from latentwire.shared.wire import IRError
 
 SUFFIX = ".lw"
@@ -91,7 +91,7 @@ def _decode(argv: list[str]) -> int:
         with _client(args) as client:
             images = decode_batch(data, client.decoders)
     else:
-        images = decode_batch(data, DecoderStore())
+        images = decode_batch(data, DecoderStore(cache_dir=default_cache_dir()))
     from PIL import Image
 
     args.out.mkdir(parents=True, exist_ok=True)

@@ -1,9 +1,14 @@
 """The real server on loopback, driven by the real client over HTTP."""
 
 import asyncio
+import functools
 import io
+import json
+import os
 import struct
 import subprocess
+import sys
+import time
 import zlib
 
 import httpx
@@ -15,6 +20,7 @@ from latentwire.client import (
     AsyncClient,
     AuthenticationError,
     Client,
+    ConnectionFailed,
     IRError,
     ServerError,
     decode_batch,
@@ -23,7 +29,7 @@ from latentwire.shared.package import list_packages, read_manifest
 from latentwire.shared.wire import IR, parse
 from latentwire.training.data import load_datasets
 from tests.conftest import BIN
-from tests.server.conftest import running_server
+from tests.server.conftest import free_port, running_server
 
 TINY = "tiny-codec-q4"
 SHIPPED = [read_manifest(p) for p in list_packages() if read_manifest(p).task == "codec"]
@@ -268,3 +274,42 @@ def test_schemathesis_finds_no_server_errors(server):
     )
     assert result.returncode == 0, result.stdout[-4000:]
     assert " passed" in result.stdout
+
+
+def test_command_line_encode_decode_models(server, images, tmp_path):
+    sources = []
+    for i in range(3):
+        path = tmp_path / f"item{i}.png"
+        path.write_bytes(png(images[i]))
+        sources.append(str(path))
+    cli = [sys.executable, "-m", "latentwire.shared.cli"]
+    env = {**os.environ, "LATENTWIRE_CACHE": str(tmp_path / "cache")}
+    run = functools.partial(subprocess.run, capture_output=True, text=True, env=env, check=True)
+    run(
+        [*cli, "encode", *sources, "-o", str(tmp_path / "irs"), "--server", server, "--model", TINY]
+    )
+    irs = sorted((tmp_path / "irs").glob("*.lw"))
+    assert [p.stem for p in irs] == ["item0", "item1", "item2"]
+    run([*cli, "decode", *map(str, irs), "-o", str(tmp_path / "out"), "--server", server])
+    with Client(server, cache_dir=tmp_path / "c2") as client:
+        for i, ir in enumerate(irs):
+            decoded = np.asarray(Image.open(tmp_path / "out" / f"item{i}.png"))
+            assert np.array_equal(decoded, client.decode_array(ir.read_bytes()))
+    listed = json.loads(run([*cli, "models", "--server", server]).stdout)
+    assert TINY in {m["id"] for m in listed}
+    # Without the server, a model this machine has no decoder for is a clear error.
+    failed = subprocess.run(
+        [*cli, "decode", str(irs[0]), "-o", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        env={**env, "LATENTWIRE_CACHE": str(tmp_path / "empty")},
+    )
+    assert failed.returncode == 1 and "no decoder" in failed.stderr
+
+
+def test_unreachable_server_is_a_connection_error_after_retries():
+    port = free_port()  # nothing listens there
+    began = time.monotonic()
+    with pytest.raises(ConnectionFailed), Client(f"http://127.0.0.1:{port}", retries=2) as c:
+        c.models()
+    assert time.monotonic() - began > 0.2  # it backed off between tries
