@@ -36,7 +36,13 @@ def test_base_install_decodes_an_ir_made_by_the_full_install(wheel, tiny_codec, 
         f"image = decode(open({str(tmp_path / 'ir.bin')!r}, 'rb').read(), "
         f"DecoderStore([{str(tiny_codec)!r}]))\n"
         "assert 'torch' not in sys.modules\n"
+        # One namespace: no bare top-level modules came with the install.
+        "assert all(importlib.util.find_spec(m) is None\n"
+        "           for m in ('server', 'client', 'shared', 'training'))\n"
+        "from latentwire.shared.package import list_packages\n"
+        "assert list_packages(), 'the default models were not installed'\n"
         f"np.save({str(tmp_path / 'out.npy')!r}, np.asarray(image))\n"
     )
     subprocess.run([py, "-c", script], check=True, cwd=tmp_path)
+    assert (venv / "bin" / "latentwire").exists()
     assert np.array_equal(np.load(tmp_path / "out.npy"), expected)
