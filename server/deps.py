@@ -1,4 +1,8 @@
-"""Dependencies injected into routes, as ``Annotated`` aliases."""
+"""Dependencies injected into routes, as ``Annotated`` aliases.
+
+All are ``async def``: they do no blocking work, and FastAPI would run a plain ``def``
+dependency in its thread pool, a thread hop per dependency per request.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +16,11 @@ from latentwire.server.registry import ModelRegistry
 from latentwire.server.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_registry(request: Request) -> ModelRegistry:
+async def get_registry(request: Request) -> ModelRegistry:
     return request.app.state.registry
 
 
@@ -24,7 +28,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 
 
-def require_api_key(request: Request, settings: SettingsDep) -> None:
+async def require_api_key(request: Request, settings: SettingsDep) -> None:
     """With keys configured, ``Authorization: Bearer <key>`` must name one (constant time)."""
     keys = settings.keys
     if not keys:

@@ -39,7 +39,7 @@ ModelQuery = Annotated[
 QualityQuery = Annotated[int | None, Query(ge=1, le=100, description="quality level, 1 = smallest")]
 
 
-def get_codec(
+async def get_codec(
     registry: RegistryDep, model: ModelQuery = None, quality: QualityQuery = None
 ) -> HostedCodec:
     return registry.resolve(model, quality)
