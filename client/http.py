@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import os
 import random
 import time
@@ -91,6 +92,8 @@ def _backoff(attempt: int, response: httpx.Response | None, base: float) -> floa
 
 
 class _Base:
+    """What the blocking and the asyncio client share: everything but the waiting."""
+
     def __init__(
         self,
         base_url: str,
@@ -104,13 +107,31 @@ class _Base:
         self.retries, self.backoff = retries, backoff
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
 
-    @staticmethod
-    def _params(model: str | None, quality: int | None) -> dict[str, Any]:
-        return {k: v for k, v in {"model": model, "quality": quality}.items() if v is not None}
+    def _retry_delay(
+        self, attempt: int, response: httpx.Response | None, error: Exception | None
+    ) -> float | None:
+        """Seconds to wait before the next try, or None when this answer is final."""
+        retryable = error is not None or response.status_code == 503
+        if not retryable or attempt >= self.retries:
+            return None
+        return _backoff(attempt, response, self.backoff)
+
+    def _final(
+        self, path: str, response: httpx.Response | None, error: Exception | None
+    ) -> httpx.Response:
+        if error is not None:
+            raise ConnectionFailed(f"{self.base_url}{path}: {error}") from error
+        if response.status_code >= 400:
+            raise _error(response)
+        return response
 
     @staticmethod
-    def _retryable(response: httpx.Response) -> bool:
-        return response.status_code == 503
+    def _encode_args(
+        images: Iterable[ImageInput], model: str | None, quality: int | None, field: str
+    ) -> dict[str, Any]:
+        params = {k: v for k, v in {"model": model, "quality": quality}.items() if v is not None}
+        files = [(field, (f"image{i}", image_bytes(im))) for i, im in enumerate(images)]
+        return {"files": files, "params": params}
 
 
 class Client(_Base):
@@ -130,20 +151,17 @@ class Client(_Base):
         self.decoders = DecoderStore(cache_dir=self.cache_dir, fetch=self._fetch_decoder)
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        for attempt in range(self.retries + 1):
-            response = None
+        for attempt in itertools.count():
+            response, error = None, None
             try:
                 response = self._http.request(method, path, **kwargs)
-                if not self._retryable(response):
-                    break
             except httpx.TransportError as e:
-                if attempt == self.retries:
-                    raise ConnectionFailed(f"{self.base_url}{path}: {e}") from e
-            if attempt < self.retries:
-                time.sleep(_backoff(attempt, response, self.backoff))
-        if response.status_code >= 400:
-            raise _error(response)
-        return response
+                error = e
+            delay = self._retry_delay(attempt, response, error)
+            if delay is None:
+                return self._final(path, response, error)
+            time.sleep(delay)
+        raise AssertionError("unreachable")
 
     def _fetch_decoder(self, model: str) -> bytes:
         return self._request("GET", f"/models/{model}/decoder").content
@@ -152,20 +170,15 @@ class Client(_Base):
         self, image: ImageInput, model: str | None = None, quality: int | None = None
     ) -> bytes:
         """The IR of one image."""
-        files = {"file": ("image", image_bytes(image))}
-        return self._request(
-            "POST", "/encode", files=files, params=self._params(model, quality)
-        ).content
+        args = self._encode_args([image], model, quality, "file")
+        return self._request("POST", "/encode", **args).content
 
     def encode_many(
         self, images: Iterable[ImageInput], model: str | None = None, quality: int | None = None
     ) -> list[bytes]:
         """One IR per image, in one request."""
-        files = [("files", (f"image{i}", image_bytes(im))) for i, im in enumerate(images)]
-        body = self._request(
-            "POST", "/encode/batch", files=files, params=self._params(model, quality)
-        ).content
-        return list(msgpack.unpackb(body, raw=False))
+        args = self._encode_args(images, model, quality, "files")
+        return list(msgpack.unpackb(self._request("POST", "/encode/batch", **args).content))
 
     def decode(self, ir: bytes) -> Image.Image:
         """Decode locally; the decoder is downloaded once if this client does not have it."""
@@ -206,38 +219,29 @@ class AsyncClient(_Base):
         self.decoders = DecoderStore(cache_dir=self.cache_dir)
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        for attempt in range(self.retries + 1):
-            response = None
+        for attempt in itertools.count():
+            response, error = None, None
             try:
                 response = await self._http.request(method, path, **kwargs)
-                if not self._retryable(response):
-                    break
             except httpx.TransportError as e:
-                if attempt == self.retries:
-                    raise ConnectionFailed(f"{self.base_url}{path}: {e}") from e
-            if attempt < self.retries:
-                await asyncio.sleep(_backoff(attempt, response, self.backoff))
-        if response.status_code >= 400:
-            raise _error(response)
-        return response
+                error = e
+            delay = self._retry_delay(attempt, response, error)
+            if delay is None:
+                return self._final(path, response, error)
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
 
     async def encode(
         self, image: ImageInput, model: str | None = None, quality: int | None = None
     ) -> bytes:
-        files = {"file": ("image", image_bytes(image))}
-        response = await self._request(
-            "POST", "/encode", files=files, params=self._params(model, quality)
-        )
-        return response.content
+        args = self._encode_args([image], model, quality, "file")
+        return (await self._request("POST", "/encode", **args)).content
 
     async def encode_many(
         self, images: Iterable[ImageInput], model: str | None = None, quality: int | None = None
     ) -> list[bytes]:
-        files = [("files", (f"image{i}", image_bytes(im))) for i, im in enumerate(images)]
-        response = await self._request(
-            "POST", "/encode/batch", files=files, params=self._params(model, quality)
-        )
-        return list(msgpack.unpackb(response.content, raw=False))
+        args = self._encode_args(images, model, quality, "files")
+        return list(msgpack.unpackb((await self._request("POST", "/encode/batch", **args)).content))
 
     async def decode(self, ir: bytes) -> Image.Image:
         return Image.fromarray(await self.decode_array(ir))
