@@ -27,16 +27,17 @@ class BodyLimit:
     def __init__(self, app, limit: int) -> None:
         self.app, self.limit = app, limit
 
+    async def _refuse(self, scope, receive, send) -> None:
+        message = f"request bodies are limited to {self.limit} bytes"
+        await error_response(413, "body_too_large", message)(scope, receive, send)
+
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = dict(scope["headers"])
         declared = headers.get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            response = error_response(
-                413, "body_too_large", f"request bodies are limited to {self.limit} bytes"
-            )
-            return await response(scope, receive, send)
+            return await self._refuse(scope, receive, send)
         seen = 0
 
         async def limited_receive():
@@ -58,10 +59,7 @@ class BodyLimit:
             await self.app(scope, limited_receive, tracking_send)
         except _BodyTooLarge:
             if not started:
-                response = error_response(
-                    413, "body_too_large", f"request bodies are limited to {self.limit} bytes"
-                )
-                await response(scope, receive, send)
+                await self._refuse(scope, receive, send)
 
 
 class _BodyTooLarge(Exception):
