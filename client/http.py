@@ -28,6 +28,7 @@ from latentwire.client.decoding import DecoderStore, decode_batch
 from latentwire.shared.wire import parse
 
 ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]  # noqa: UP007
+_RAW_IMAGE = {"content-type": "application/octet-stream"}  # the server reads the format itself
 
 
 class LatentwireError(Exception):
@@ -127,10 +128,15 @@ class _Base:
 
     @staticmethod
     def _encode_args(
-        images: Iterable[ImageInput], model: str | None, quality: int | None, field: str
+        images: list[ImageInput], model: str | None, quality: int | None, batch: bool
     ) -> dict[str, Any]:
+        """/encode takes its one image as the raw body (no multipart parsing on the server);
+        /encode/batch takes multipart fields ``files``."""
         params = {k: v for k, v in {"model": model, "quality": quality}.items() if v is not None}
-        files = [(field, (f"image{i}", image_bytes(im))) for i, im in enumerate(images)]
+        if not batch:
+            (image,) = images
+            return {"content": image_bytes(image), "params": params, "headers": _RAW_IMAGE}
+        files = [("files", (f"image{i}", image_bytes(im))) for i, im in enumerate(images)]
         return {"files": files, "params": params}
 
 
@@ -170,14 +176,14 @@ class Client(_Base):
         self, image: ImageInput, model: str | None = None, quality: int | None = None
     ) -> bytes:
         """The IR of one image."""
-        args = self._encode_args([image], model, quality, "file")
+        args = self._encode_args([image], model, quality, batch=False)
         return self._request("POST", "/encode", **args).content
 
     def encode_many(
         self, images: Iterable[ImageInput], model: str | None = None, quality: int | None = None
     ) -> list[bytes]:
         """One IR per image, in one request."""
-        args = self._encode_args(images, model, quality, "files")
+        args = self._encode_args(list(images), model, quality, batch=True)
         return list(msgpack.unpackb(self._request("POST", "/encode/batch", **args).content))
 
     def decode(self, ir: bytes) -> Image.Image:
@@ -234,13 +240,13 @@ class AsyncClient(_Base):
     async def encode(
         self, image: ImageInput, model: str | None = None, quality: int | None = None
     ) -> bytes:
-        args = self._encode_args([image], model, quality, "file")
+        args = self._encode_args([image], model, quality, batch=False)
         return (await self._request("POST", "/encode", **args)).content
 
     async def encode_many(
         self, images: Iterable[ImageInput], model: str | None = None, quality: int | None = None
     ) -> list[bytes]:
-        args = self._encode_args(images, model, quality, "files")
+        args = self._encode_args(list(images), model, quality, batch=True)
         return list(msgpack.unpackb((await self._request("POST", "/encode/batch", **args)).content))
 
     async def decode(self, ir: bytes) -> Image.Image:

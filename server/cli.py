@@ -42,6 +42,7 @@ def run(command: str, argv: list[str]) -> int:
         host=settings.host,
         port=settings.port,
         log_level="info",
+        access_log=settings.access_log,
         timeout_graceful_shutdown=10,
     )
     return 0

@@ -28,12 +28,12 @@ def error_response(
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        request.state.error_code = exc.code
+        request.app.state.metrics.errors.labels(exc.code).inc()
         return error_response(exc.status, exc.code, exc.message, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        request.state.error_code = "invalid_request"
+        request.app.state.metrics.errors.labels("invalid_request").inc()
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
         return error_response(422, "invalid_request", f"{where}: {first.get('msg', 'invalid')}")
@@ -41,5 +41,5 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        request.state.error_code = code
+        request.app.state.metrics.errors.labels(code).inc()
         return error_response(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))

@@ -76,6 +76,8 @@ class ModelRegistry:
 
     def load(self) -> None:
         """Load every codec package (shipped first, then ``model_dir``) and warm each up."""
+        if self.settings.torch_threads:
+            torch.set_num_threads(self.settings.torch_threads)
         roots = [ZOO_DIR] + ([Path(self.settings.model_dir)] if self.settings.model_dir else [])
         for root in roots:
             for folder in list_packages(root):

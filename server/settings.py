@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     max_wait_ms: float = Field(2.0, ge=0, description="how long a batch waits to fill up")
     queue_capacity: int = Field(4096, ge=1, description="images waiting per model before 503")
     request_timeout_s: float = Field(30.0, gt=0, description="a request waits at most this (504)")
+    torch_threads: int = Field(
+        0, ge=0, description="CPU threads for the models; 0 = torch's default (one per core)"
+    )
+    access_log: bool = Field(False, description="log every request (costs CPU under load)")
 
     @field_validator("api_keys")
     @classmethod

@@ -80,7 +80,7 @@ class FactorizedCodec(nn.Module):
         return torch.round(self.analysis(x)).to(torch.int32).cpu().numpy()
 
 
-ENCODE_CHUNK = 16  # images per analysis call, whatever the batch size (see encode_images)
+ENCODE_CHUNK = 8  # images per analysis call, whatever the batch size (see encode_images)
 
 
 def encode_images(codec: FactorizedCodec, package: DecoderPackage, x: torch.Tensor) -> list[bytes]:
