@@ -1,4 +1,4 @@
-"""``latentwire encode | decode | models``."""
+"""``latentwire encode | decode | models | downscale | upscale``."""
 
 from __future__ import annotations
 
@@ -17,8 +17,15 @@ SUFFIX = ".lw"
 
 def run(command: str, argv: list[str]) -> int:
     try:
-        return {"encode": _encode, "decode": _decode, "models": _models}[command](argv)
-    except (LatentwireError, IRError, OSError) as e:
+        commands = {
+            "encode": _encode,
+            "decode": _decode,
+            "models": _models,
+            "downscale": _downscale,
+            "upscale": _upscale,
+        }
+        return commands[command](argv)
+    except (LatentwireError, IRError, OSError, ValueError) as e:
         print(f"latentwire {command}: error: {e}", file=sys.stderr)
         return 1
 
@@ -110,4 +117,77 @@ def _models(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     with _client(args) as client:
         print(json.dumps(client.models(), indent=2))
+    return 0
+
+
+def _downscale(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="latentwire downscale",
+        description="Make the low-resolution half of LR/HR training pairs: every image in "
+        "SRC_DIR, cropped to a multiple of the scale, bicubic-downscaled (antialiased) into "
+        "DST_DIR under the same name.",
+    )
+    parser.add_argument("src", type=Path, metavar="SRC_DIR")
+    parser.add_argument("-o", "--out", type=Path, required=True, metavar="DST_DIR")
+    parser.add_argument("--scale", type=int, default=2)
+    args = parser.parse_args(argv)
+    from PIL import Image
+
+    from latentwire.shared.resample import downscale
+
+    if not args.src.is_dir():
+        raise OSError(f"{args.src} is not a folder")
+    files = sorted(p for p in args.src.iterdir() if p.is_file())
+    args.out.mkdir(parents=True, exist_ok=True)
+    done = 0
+    for path in files:
+        try:
+            with Image.open(path) as image:
+                small = downscale(image.convert("RGB" if image.mode != "L" else "L"), args.scale)
+        except (OSError, Image.DecompressionBombError):
+            print(f"{path}: not an image; skipped", file=sys.stderr)
+            continue
+        small.save(args.out / path.name)
+        done += 1
+    print(f"{done} images downscaled {args.scale}x into {args.out}")
+    return 0
+
+
+def _upscale(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="latentwire upscale",
+        description="Upscale images 2x with a super-resolution model, here (torch; tiled, "
+        "so any size fits in memory). Grayscale stays grayscale; alpha is kept.",
+    )
+    parser.add_argument("images", nargs="+", type=Path)
+    parser.add_argument("-o", "--out", type=Path, default=Path("."), help="output folder")
+    parser.add_argument("--model", default="sr2x", help="model id or package folder")
+    parser.add_argument("--tile", type=int, default=None, help="input tile side (default 128)")
+    parser.add_argument("--overlap", type=int, default=None, help="context around each tile")
+    args = parser.parse_args(argv)
+    from PIL import Image
+
+    from latentwire.shared.models.loading import load_model
+    from latentwire.shared.package import MANIFEST_NAME, find_package
+    from latentwire.shared.upscaling import DEFAULT_OVERLAP, DEFAULT_TILE, upscale_image
+
+    folder = Path(args.model)
+    if not (folder / MANIFEST_NAME).is_file():
+        folder = find_package(args.model)
+    model, manifest = load_model(folder)
+    if manifest.task != "upscale":
+        raise ValueError(f"{manifest.id} is a {manifest.task} model, not an upscaler")
+    args.out.mkdir(parents=True, exist_ok=True)
+    for path in args.images:
+        with Image.open(path) as image:
+            image.load()
+        result = upscale_image(
+            model,
+            image,
+            args.tile or DEFAULT_TILE,
+            DEFAULT_OVERLAP if args.overlap is None else args.overlap,
+        )
+        target = args.out / (path.stem + f"_x{model.config.scale}.png")
+        result.save(target)
+        print(f"{path} ({image.width}x{image.height}) -> {target} ({result.width}x{result.height})")
     return 0

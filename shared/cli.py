@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "encode": ("latentwire.client.cli", "client", "encode images into IR files via a server"),
     "decode": ("latentwire.client.cli", "client", "decode IR files into PNGs, locally"),
     "models": ("latentwire.client.cli", "client", "list a server's models"),
+    "downscale": ("latentwire.client.cli", "client", "make LR images for SR training"),
+    "upscale": ("latentwire.client.cli", "server", "upscale images 2x, locally"),
 }
 
 USAGE = "usage: latentwire COMMAND [options]   (latentwire COMMAND --help for each)"

@@ -32,7 +32,7 @@ class Manifest:
     family: str
     config: dict[str, Any]
     dataset: str
-    task: str = "autoencoder"  # or "codec"
+    task: str = "autoencoder"  # or "codec", "upscale"
     quality: int | None = None  # codecs: the quality level, 1 = fewest bytes
     decoder_digest: int | None = None  # codecs: the digest IRs carry (see decoder_package)
     training: dict[str, Any] = field(default_factory=dict)  # command, epochs, seconds, hardware

@@ -8,11 +8,11 @@ import logging
 import sys
 from pathlib import Path
 
-from latentwire.training import autoencoder, codec
+from latentwire.training import autoencoder, codec, sr
 from latentwire.training.data import DatasetError
 from latentwire.training.loop import config_from_args
 
-RECIPES = {"ae": autoencoder, "codec": codec}
+RECIPES = {"ae": autoencoder, "codec": codec, "sr": sr}
 
 
 def run(command: str, argv: list[str]) -> int:
@@ -62,6 +62,8 @@ def _load(target: str):
 
 
 def _eval(argv: list[str]) -> int:
+    if argv[:1] == ["sr"]:
+        return _eval_sr(argv[1:])
     parser = argparse.ArgumentParser(
         prog="latentwire eval",
         description="Test-set MSE/PSNR/SSIM of a checkpoint or model package, "
@@ -112,10 +114,17 @@ def _export(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     from latentwire.training.checkpoint import load_checkpoint
-    from latentwire.training.export import export_autoencoder, export_codec
+    from latentwire.training.export import export_autoencoder, export_codec, export_upscaler
 
     cfg = load_checkpoint(args.checkpoint)["config"]
-    if cfg["model"]["family"] == "factorized":
+    if cfg["model"]["family"] == "srresnet":
+        manifest = export_upscaler(args.checkpoint, args.out, args.id or "sr2x", args.data_dir)
+        for name, m in manifest.metrics.items():
+            print(
+                f"{name}: {m['psnr_y_db_model']:.2f} dB Y-PSNR "
+                f"(bicubic {m['psnr_y_db_bicubic']:.2f})"
+            )
+    elif cfg["model"]["family"] == "factorized":
         model_id = args.id or f"{cfg['dataset']}-q{cfg['quality']}"
         manifest = export_codec(args.checkpoint, args.out, model_id, args.data_dir)
         m = manifest.metrics
@@ -126,4 +135,64 @@ def _export(argv: list[str]) -> int:
     else:
         manifest = export_autoencoder(args.checkpoint, args.out, args.id, args.data_dir)
         print(f"wrote {args.out}: {manifest.id}, test PSNR {manifest.metrics['psnr_db']:.2f} dB")
+    return 0
+
+
+def _eval_sr(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="latentwire eval sr",
+        description="Y-channel PSNR/SSIM of a super-resolution model and of bicubic, on a "
+        "test set (border cropped by the scale, as the papers measure), with a comparison "
+        "picture.",
+    )
+    parser.add_argument("--model", default="sr2x", help="model id, package folder or checkpoint")
+    parser.add_argument("--dataset", default="set5", help="set5, bsd100, kodak or folder:PATH")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--tile", type=int, default=None, help="upscale in tiles of this side")
+    parser.add_argument("--out", default=None, help="folder for sr_metrics.json, comparison.png")
+    args = parser.parse_args(argv)
+
+    from PIL import Image
+
+    from latentwire.shared.models.loading import load_model
+    from latentwire.shared.package import MANIFEST_NAME, find_package
+    from latentwire.shared.resample import downscale, modcrop
+    from latentwire.shared.upscaling import upscale_image
+    from latentwire.training.data import image_files
+    from latentwire.training.export import model_from_checkpoint
+    from latentwire.training.sr_data import find_folders
+    from latentwire.training.sr_eval import bicubic, evaluate_sr
+
+    path = Path(args.model)
+    if path.is_file():
+        model = model_from_checkpoint(path)[0]
+    else:
+        model = load_model(path if (path / MANIFEST_NAME).is_file() else find_package(args.model))[
+            0
+        ]
+    if model.family != "srresnet":
+        raise ValueError(f"{args.model} is a {model.family} model, not a super-resolution one")
+    scale = model.config.scale
+    folder = args.dataset.removeprefix("folder:")
+    (root,) = find_folders(folder, args.data_dir)
+    files = image_files(root)
+
+    def ours(image):
+        return upscale_image(model, image, args.tile)
+
+    result = evaluate_sr(files, scale, {"model": ours, "bicubic": bicubic(scale)})
+    report = {"dataset": args.dataset, "images": len(files), "scale": scale, **result}
+    print(json.dumps(report, indent=2))
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "sr_metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+        with Image.open(files[0]) as image:
+            truth = modcrop(image.convert("RGB"), scale)
+        low = downscale(truth, scale)
+        row = [bicubic(scale)(low), ours(low), truth]
+        sheet = Image.new("RGB", (truth.width * 3 + 8, truth.height), "white")
+        for i, picture in enumerate(row):
+            sheet.paste(picture, (i * (truth.width + 4), 0))
+        sheet.save(out / "comparison.png")
     return 0

@@ -73,7 +73,7 @@ def _write_package(
         family=family,
         # through JSON so tuples are stored as the lists a manifest reads back
         config=json.loads(json.dumps(config_to_dict(make_config(family, cfg["model"]["config"])))),
-        dataset=cfg["dataset"],
+        dataset=cfg.get("dataset") or cfg["data"],  # SR runs train on photo folders
         training={k: v for k, v in training.items() if v is not None},
         weights_sha256=file_sha256(out_dir / WEIGHTS_NAME),
         parameters=sum(p.numel() for p in model.parameters()),
@@ -176,3 +176,34 @@ def synthesis_to_onnx(synthesis: nn.Module, latent_shape: tuple[int, int, int]) 
     buffer = io.BytesIO()
     program.save(buffer)
     return buffer.getvalue()
+
+
+def export_upscaler(
+    checkpoint: str | Path,
+    out_dir: str | Path,
+    model_id: str = "sr2x",
+    data_dir: str | None = None,
+    test_sets: tuple[str, ...] = ("set5", "bsd100"),
+) -> Manifest:
+    """A super-resolution generator's package, with Y-channel PSNR/SSIM on the test sets
+    (model and bicubic, the papers' protocol) measured now."""
+    from latentwire.shared.upscaling import upscale_image
+    from latentwire.training.data import image_files
+    from latentwire.training.sr_data import find_folders
+    from latentwire.training.sr_eval import bicubic, evaluate_sr
+
+    model, cfg, state = model_from_checkpoint(checkpoint)
+    scale = model.config.scale
+    metrics: dict[str, Any] = {}
+    for name in test_sets:
+        (folder,) = find_folders(name, data_dir or cfg.get("data_dir"))
+        files = image_files(folder)
+        methods = {"model": lambda im: upscale_image(model, im), "bicubic": bicubic(scale)}
+        result = evaluate_sr(files, scale, methods)
+        metrics[name] = {
+            "images": len(files),
+            **{f"{k}_{m}": round(v, 4) for m, r in result.items() for k, v in r.items()},
+        }
+    return _write_package(
+        Path(out_dir), model, cfg, state, id=model_id, task="upscale", metrics=metrics
+    )

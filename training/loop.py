@@ -37,7 +37,8 @@ from latentwire.training.checkpoint import (
 
 log = logging.getLogger("latentwire.train")
 
-BatchLoss = Callable[[nn.Module, torch.Tensor], torch.Tensor]
+Batch = torch.Tensor | tuple[torch.Tensor, ...]  # images, or (input, target) pairs
+BatchLoss = Callable[[nn.Module, Batch], torch.Tensor]
 Evaluate = Callable[[nn.Module, Dataset], dict[str, float]]
 
 
@@ -75,6 +76,12 @@ def config_from_args(config_class: type, args: argparse.Namespace, command: list
     # A resumed run ends with the weights of an uninterrupted one, so the command that
     # reproduces them is the same without --resume.
     return config_class(**values, command=shlex.join(a for a in command if a != "--resume"))
+
+
+def to_device(batch: Batch, device: torch.device) -> Batch:
+    if isinstance(batch, (tuple, list)):
+        return tuple(t.to(device, non_blocking=True) for t in batch)
+    return batch.to(device, non_blocking=True)
 
 
 def weights_digest(model: nn.Module) -> str:
@@ -141,6 +148,8 @@ def fit(
     for epoch in range(start_epoch, cfg.epochs):
         began = time.perf_counter()
         sampler.set_epoch(epoch)
+        if hasattr(train_set, "set_epoch"):  # data sets that draw fresh samples every epoch
+            train_set.set_epoch(epoch)
         trained.train()
         total, count = 0.0, 0
         bar = tqdm(
@@ -149,14 +158,15 @@ def fit(
             disable=not (cfg.progress and runtime.is_main),
             leave=False,
         )
-        for x in bar:
-            x = x.to(runtime.device, non_blocking=True)
-            loss = batch_loss(trained, x)
+        for batch in bar:
+            batch = to_device(batch, runtime.device)
+            loss = batch_loss(trained, batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += loss.item() * len(x)
-            count += len(x)
+            size = len(batch[0] if isinstance(batch, (tuple, list)) else batch)
+            total += loss.item() * size
+            count += size
             bar.set_postfix(loss=f"{loss.item():.4f}")
         seconds += time.perf_counter() - began
 

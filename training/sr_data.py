@@ -1,0 +1,154 @@
+"""Training data for super-resolution: random LR/HR patch pairs cut from photos."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from latentwire.shared.resample import downscale, modcrop
+from latentwire.training.data import DatasetError, default_data_dirs, image_files
+
+log = logging.getLogger("latentwire.train")
+
+# The photo sets in ../shared/data that may be trained on (never set5, bsd100, kodak).
+TRAIN_SETS = "bsds500_train,t91,skimage_cc0"
+
+
+def find_folders(spec: str, data_dir: str | os.PathLike | None) -> list[Path]:
+    """Comma-separated folders: paths, or names of data sets under the data directory."""
+    bases = [Path(data_dir)] if data_dir else default_data_dirs()
+    folders = []
+    for name in (s.strip() for s in spec.split(",") if s.strip()):
+        candidates = [Path(name)] + [base / name for base in bases]
+        found = next((c for c in candidates if c.is_dir()), None)
+        if found is None:
+            where = ", ".join(str(c) for c in candidates)
+            raise DatasetError(f"image folder {name!r} not found (looked in {where})")
+        folders.append(found)
+    return folders
+
+
+def split_files(folders: list[Path], val_fraction: float) -> tuple[list[Path], list[Path]]:
+    """(train, validation) files; a file's side depends only on its name (a stable split)."""
+    files = [f for folder in folders for f in image_files(folder)]
+
+    def held_out(p: Path) -> bool:
+        return int(hashlib.sha256(p.name.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < val_fraction
+
+    train = [f for f in files if not held_out(f)]
+    val = [f for f in files if held_out(f)] or train[-1:]
+    return train, val
+
+
+def _to_tensor(pixels: np.ndarray) -> torch.Tensor:
+    # np.array copies: patches are often read-only views (rot90, flips) of the cached photos.
+    return torch.from_numpy(np.array(pixels)).permute(2, 0, 1).float().div_(255.0)
+
+
+class PatchPairs(Dataset):
+    """``length`` random (LR, HR) pairs a epoch: HR patches of ``patch`` pixels, LR 1/scale.
+
+    LR patches are the antialiased bicubic downscale of the HR patch, or, with ``lr_dir``,
+    the matching crop of the same-named file there (made by ``latentwire downscale``).
+    Augmentation: horizontal and vertical flips, rotation by 0/90/180/270. Each item is
+    drawn from a generator seeded by (seed, epoch, index): resumed and distributed runs
+    see exactly the patches an uninterrupted single-process run would.
+    """
+
+    def __init__(
+        self,
+        files: list[Path],
+        patch: int,
+        scale: int,
+        length: int,
+        seed: int = 0,
+        lr_dir: str | os.PathLike | None = None,
+        augment: bool = True,
+    ) -> None:
+        if patch % scale:
+            raise ValueError(f"patch size {patch} must be a multiple of the scale {scale}")
+        self.patch, self.scale, self.length = patch, scale, length
+        self.seed, self.epoch, self.augment = seed, 0, augment
+        self.images: list[tuple[np.ndarray, np.ndarray | None]] = []
+        self.skipped = 0
+        for path in files:
+            with Image.open(path) as image:
+                hr = modcrop(image.convert("RGB"), scale)
+            if min(hr.size) < patch:
+                self.skipped += 1
+                continue
+            lr = None
+            if lr_dir is not None:
+                lr = _read_lr(Path(lr_dir) / path.name, hr.size, scale)
+            self.images.append((np.asarray(hr), lr))
+        if not self.images:
+            raise DatasetError(f"none of the {len(files)} images is at least {patch}x{patch}")
+        if self.skipped:
+            log.info("skipped %d images smaller than the %d-pixel patch", self.skipped, patch)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        g = np.random.default_rng([self.seed, self.epoch, index])
+        hr, lr = self.images[g.integers(len(self.images))]
+        s, p = self.scale, self.patch
+        top = int(g.integers((hr.shape[0] - p) // s + 1)) * s
+        left = int(g.integers((hr.shape[1] - p) // s + 1)) * s
+        hr_patch = hr[top : top + p, left : left + p]
+        if lr is None:
+            lr_patch = np.asarray(downscale(Image.fromarray(hr_patch), s))
+        else:
+            lr_patch = lr[top // s : (top + p) // s, left // s : (left + p) // s]
+        if self.augment:
+            k, flip_h, flip_v = int(g.integers(4)), g.integers(2), g.integers(2)
+            pair = []
+            for a in (lr_patch, hr_patch):
+                a = np.rot90(a, k)
+                a = a[:, ::-1] if flip_h else a
+                pair.append(a[::-1] if flip_v else a)
+            lr_patch, hr_patch = pair
+        return _to_tensor(lr_patch), _to_tensor(hr_patch)
+
+
+def _read_lr(path: Path, hr_size: tuple[int, int], scale: int) -> np.ndarray:
+    if not path.is_file():
+        raise DatasetError(f"no low-resolution file {path} for the high-resolution image")
+    with Image.open(path) as image:
+        lr = image.convert("RGB")
+    want = (hr_size[0] // scale, hr_size[1] // scale)
+    if lr.size != want:
+        raise DatasetError(f"{path} is {lr.size[0]}x{lr.size[1]}; expected {want[0]}x{want[1]}")
+    return np.asarray(lr)
+
+
+class CenterPairs(Dataset):
+    """One fixed (LR, HR) pair per image: the centre ``patch`` square (validation)."""
+
+    def __init__(self, files: list[Path], patch: int, scale: int) -> None:
+        self.pairs = []
+        for path in files:
+            with Image.open(path) as image:
+                hr = image.convert("RGB")
+            w, h = hr.size
+            side = min(patch, w - w % scale, h - h % scale)
+            side -= side % scale
+            left, top = (w - side) // 2, (h - side) // 2
+            hr = hr.crop((left, top, left + side, top + side))
+            self.pairs.append((_to_tensor(np.asarray(downscale(hr, scale))), _to_tensor(hr)))
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.pairs[index]
