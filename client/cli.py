@@ -157,19 +157,39 @@ def _upscale(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="latentwire upscale",
         description="Upscale images 2x with a super-resolution model, here (torch; tiled, "
-        "so any size fits in memory). Grayscale stays grayscale; alpha is kept.",
+        "so any size fits in memory) or on a server (--server). Grayscale stays grayscale; "
+        "alpha is kept.",
     )
     parser.add_argument("images", nargs="+", type=Path)
     parser.add_argument("-o", "--out", type=Path, default=Path("."), help="output folder")
     parser.add_argument("--model", default="sr2x", help="model id or package folder")
     parser.add_argument("--tile", type=int, default=None, help="input tile side (default 128)")
     parser.add_argument("--overlap", type=int, default=None, help="context around each tile")
+    parser.add_argument(
+        "--server", default=None, help="upscale on this server instead of here (no torch needed)"
+    )
+    parser.add_argument("--api-key", default=None, help="or $LATENTWIRE_API_KEY")
     args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.server:
+        with _client(args) as client:
+            for path in args.images:
+                result = client.upscale(path, args.model)
+                target = args.out / f"{path.stem}_x2.png"
+                result.save(target)
+                print(f"{path} -> {target} ({result.width}x{result.height})")
+        return 0
     from PIL import Image
 
-    from latentwire.shared.models.loading import load_model
+    try:
+        from latentwire.shared.models.loading import load_model
+        from latentwire.shared.upscaling import DEFAULT_OVERLAP, DEFAULT_TILE, upscale_image
+    except ImportError as e:
+        raise OSError(
+            f"upscaling here needs torch ({e.name} is missing): pip install "
+            "'latentwire[server]', or upscale on a server with --server URL"
+        ) from None
     from latentwire.shared.package import MANIFEST_NAME, find_package
-    from latentwire.shared.upscaling import DEFAULT_OVERLAP, DEFAULT_TILE, upscale_image
 
     folder = Path(args.model)
     if not (folder / MANIFEST_NAME).is_file():
@@ -177,7 +197,6 @@ def _upscale(argv: list[str]) -> int:
     model, manifest = load_model(folder)
     if manifest.task != "upscale":
         raise ValueError(f"{manifest.id} is a {manifest.task} model, not an upscaler")
-    args.out.mkdir(parents=True, exist_ok=True)
     for path in args.images:
         with Image.open(path) as image:
             image.load()

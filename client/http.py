@@ -139,6 +139,17 @@ class _Base:
         files = [("files", (f"image{i}", image_bytes(im))) for i, im in enumerate(images)]
         return {"files": files, "params": params}
 
+    @staticmethod
+    def _upscale_args(image: ImageInput, model: str | None, format: str) -> dict[str, Any]:
+        params = {"format": format, **({"model": model} if model else {})}
+        return {"content": image_bytes(image), "params": params, "headers": _RAW_IMAGE}
+
+
+def _image_from(response: httpx.Response) -> Image.Image:
+    image = Image.open(io.BytesIO(response.content))
+    image.load()
+    return image
+
 
 class Client(_Base):
     """A blocking client. ``with Client("http://127.0.0.1:8000") as c: ir = c.encode("a.png")``."""
@@ -195,6 +206,13 @@ class Client(_Base):
 
     def models(self) -> list[dict[str, Any]]:
         return self._request("GET", "/models").json()
+
+    def upscale(
+        self, image: ImageInput, model: str | None = None, format: str = "png"
+    ) -> Image.Image:
+        """The server's 2x upscale of an image (same mode family: L, RGB, with alpha kept)."""
+        response = self._request("POST", "/upscale", **self._upscale_args(image, model, format))
+        return _image_from(response)
 
     def close(self) -> None:
         self._http.close()
@@ -261,6 +279,12 @@ class AsyncClient(_Base):
 
     async def models(self) -> list[dict[str, Any]]:
         return (await self._request("GET", "/models")).json()
+
+    async def upscale(
+        self, image: ImageInput, model: str | None = None, format: str = "png"
+    ) -> Image.Image:
+        args = self._upscale_args(image, model, format)
+        return _image_from(await self._request("POST", "/upscale", **args))
 
     async def aclose(self) -> None:
         await self._http.aclose()

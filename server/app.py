@@ -16,7 +16,7 @@ from latentwire.server.errors import install_error_handlers
 from latentwire.server.metrics import Metrics
 from latentwire.server.middleware import BodyLimit, RequestMetrics
 from latentwire.server.registry import ModelRegistry
-from latentwire.server.routes import encode, health, models
+from latentwire.server.routes import encode, health, models, upscale
 from latentwire.server.settings import Settings
 
 log = logging.getLogger("latentwire.server")
@@ -38,7 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.collect()
         gc.freeze()
         app.state.ready = True
-        log.info("ready: %d models", len(registry.codecs))
+        log.info("ready: %d models", len(registry.hosted))
         yield
         app.state.ready = False
         await registry.stop()
@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     protected = [Depends(require_api_key)]
     app.include_router(models.router, dependencies=protected)
     app.include_router(encode.router, dependencies=protected)
+    app.include_router(upscale.router, dependencies=protected)
     app.add_api_route(
         "/metrics",
         health.metrics_response,

@@ -2,10 +2,11 @@
 
 A batch handler is a plain function from a list of items to a list of results of the same
 length (as Ray Serve's ``@serve.batch``). Items wait at most ``max_wait_ms`` for company,
-and a batch holds at most ``max_batch`` items. The handler runs in a worker thread, off the
-event loop, one batch at a time per executor. A full queue refuses new work at once
-(:class:`Overloaded`, answered 503) instead of queueing without bound; a caller that stops
-waiting (timeout, disconnect) leaves its item to be skipped.
+and a batch holds items of at most ``max_batch`` in total ``size`` (1 each by default; an
+upscale request's size is its tile count), or one item when that alone is bigger. The
+handler runs in a worker thread, off the event loop, one batch at a time per executor. A
+full queue refuses new work at once (:class:`Overloaded`, answered 503) instead of queueing
+without bound; a caller that stops waiting (timeout, disconnect) leaves its item skipped.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class DynamicBatcher(Generic[T, R]):
         max_wait_ms: float = 2.0,
         capacity: int = 4096,
         on_batch: Callable[[int, float], None] | None = None,
+        size: Callable[[T], int] | None = None,
     ) -> None:
         self.handler = handler
         self.executor = executor
@@ -50,13 +52,15 @@ class DynamicBatcher(Generic[T, R]):
         self.max_wait = max_wait_ms / 1000
         self.capacity = capacity
         self.on_batch = on_batch
+        self.size = size or (lambda item: 1)
         self.stats = BatchStats()
         self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] = asyncio.Queue()
         self._worker: asyncio.Task | None = None
+        self._held: tuple[T, asyncio.Future[R]] | None = None  # the item that did not fit
 
     @property
     def depth(self) -> int:
-        return self._queue.qsize()
+        return self._queue.qsize() + (self._held is not None)
 
     def start(self) -> None:
         if self._worker is None:
@@ -71,26 +75,45 @@ class DynamicBatcher(Generic[T, R]):
 
     async def submit(self, item: T) -> R:
         """The handler's result for ``item``; raises :class:`Overloaded` when the queue is full."""
-        if self._queue.qsize() >= self.capacity:
+        return (await self.submit_many([item]))[0]
+
+    async def submit_many(self, items: list[T]) -> list[R]:
+        """Results for several items, queued all or none (:class:`Overloaded`)."""
+        if self.depth + len(items) > self.capacity:
             raise Overloaded
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((item, future))
-        return await future
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[R]] = []
+        for item in items:
+            futures.append(loop.create_future())
+            self._queue.put_nowait((item, futures[-1]))
+        try:
+            return list(await asyncio.gather(*futures))
+        except asyncio.CancelledError:
+            for future in futures:  # the caller gave up: the worker skips what is left
+                future.cancel()
+            raise
 
     async def _next_batch(self) -> list[tuple[T, asyncio.Future[R]]]:
-        batch = [await self._queue.get()]
+        first = self._held or await self._queue.get()
+        self._held = None
+        batch, total = [first], self.size(first[0])
         deadline = time.monotonic() + self.max_wait
-        while len(batch) < self.max_batch:
-            if not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-                continue
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+        while total < self.max_batch:
+            if self._queue.empty():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    entry = await asyncio.wait_for(self._queue.get(), remaining)
+                except TimeoutError:
+                    break
+            else:
+                entry = self._queue.get_nowait()
+            if total + self.size(entry[0]) > self.max_batch:
+                self._held = entry  # first in the next batch
                 break
-            try:
-                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
-            except TimeoutError:
-                break
+            batch.append(entry)
+            total += self.size(entry[0])
         # Callers that gave up (timeout, disconnect) cost nothing more.
         return [(item, future) for item, future in batch if not future.done()]
 
@@ -109,11 +132,12 @@ class DynamicBatcher(Generic[T, R]):
                     if not future.done():
                         future.set_exception(e)
                 continue
+            size = sum(self.size(item) for item in items)
             self.stats.batches += 1
-            self.stats.items += len(items)
-            self.stats.largest = max(self.stats.largest, len(items))
+            self.stats.items += size
+            self.stats.largest = max(self.stats.largest, size)
             if self.on_batch:
-                self.on_batch(len(items), time.perf_counter() - began)
+                self.on_batch(size, time.perf_counter() - began)
             for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)

@@ -23,7 +23,7 @@ class Metrics:
         )
         self.batch_size = Histogram(
             "latentwire_batch_size",
-            "images per model batch",
+            "images (codecs) or tiles (upscalers) per model batch",
             ["model"],
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
             registry=self.registry,

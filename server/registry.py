@@ -17,7 +17,9 @@ from latentwire.server.settings import Settings
 from latentwire.shared.decoder_package import DECODER_NAME, DecoderPackage
 from latentwire.shared.models.codec import FactorizedCodec, encode_images
 from latentwire.shared.models.loading import load_model
+from latentwire.shared.models.sr import SRResNet
 from latentwire.shared.package import ZOO_DIR, Manifest, list_packages, read_manifest
+from latentwire.shared.upscaling import run_windows
 
 log = logging.getLogger("latentwire.server")
 
@@ -51,12 +53,49 @@ class HostedCodec:
         m = self.manifest
         return {
             "id": m.id,
+            "task": m.task,
             "name": self.name,
             "family": m.family,
             "dataset": m.dataset,
             "quality": m.quality,
             "input": {"channels": c, "height": h, "width": w},
             "digest": f"{self.decoder.digest:08x}",
+            "metrics": m.metrics,
+            "parameters": m.parameters,
+        }
+
+
+@dataclass
+class HostedUpscaler:
+    """A super-resolution generator; its batcher's items are one request's tile windows."""
+
+    manifest: Manifest
+    model: SRResNet
+    device: torch.device
+    batcher: DynamicBatcher = field(init=False)
+
+    @property
+    def scale(self) -> int:
+        return self.model.config.scale
+
+    def upscale_batch(self, requests: list[list[np.ndarray]]) -> list[list[np.ndarray]]:
+        """Every window of every request through the model in one go; runs in the worker."""
+        flat = run_windows(self.model, [w for windows in requests for w in windows])
+        out, start = [], 0
+        for windows in requests:
+            out.append(flat[start : start + len(windows)])
+            start += len(windows)
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        m = self.manifest
+        return {
+            "id": m.id,
+            "task": m.task,
+            "family": m.family,
+            "dataset": m.dataset,
+            "scale": self.scale,
+            "input": {"channels": self.model.config.channels, "height": None, "width": None},
             "metrics": m.metrics,
             "parameters": m.parameters,
         }
@@ -73,6 +112,7 @@ class ModelRegistry:
         self.settings = settings
         self.device = pick_device(settings.device)
         self.codecs: dict[str, HostedCodec] = {}
+        self.upscalers: dict[str, HostedUpscaler] = {}
 
     def load(self) -> None:
         """Load every codec package (shipped first, then ``model_dir``) and warm each up."""
@@ -82,18 +122,23 @@ class ModelRegistry:
         for root in roots:
             for folder in list_packages(root):
                 manifest = read_manifest(folder)
-                if manifest.task != "codec":
+                if manifest.task not in ("codec", "upscale"):
                     continue
-                if manifest.id in self.codecs:
+                if manifest.id in self.codecs or manifest.id in self.upscalers:
                     log.warning("%s: model %s is already loaded; skipped", folder, manifest.id)
                     continue
                 model, manifest = load_model(folder, self.device)
-                data = (folder / DECODER_NAME).read_bytes()
-                codec = HostedCodec(
-                    manifest, model, data, DecoderPackage.from_bytes(data), self.device
-                )
-                codec.encode_batch([np.zeros(codec.shape, dtype=np.uint8)])  # warm-up
-                self.codecs[manifest.id] = codec
+                if manifest.task == "upscale":
+                    upscaler = HostedUpscaler(manifest, model, self.device)
+                    upscaler.upscale_batch([[np.zeros((8, 8, 3), dtype=np.uint8)]])  # warm-up
+                    self.upscalers[manifest.id] = upscaler
+                else:
+                    data = (folder / DECODER_NAME).read_bytes()
+                    codec = HostedCodec(
+                        manifest, model, data, DecoderPackage.from_bytes(data), self.device
+                    )
+                    codec.encode_batch([np.zeros(codec.shape, dtype=np.uint8)])  # warm-up
+                    self.codecs[manifest.id] = codec
                 log.info("loaded %s on %s", manifest.id, self.device)
 
     def start(self, executor: Executor, on_batch) -> None:
@@ -108,10 +153,37 @@ class ModelRegistry:
                 on_batch=lambda n, sec, model=codec.manifest.id: on_batch(model, n, sec),
             )
             codec.batcher.start()
+        for upscaler in self.upscalers.values():
+            # Off: one request at a time (all of its tiles); on: tiles of many requests.
+            upscaler.batcher = DynamicBatcher(
+                upscaler.upscale_batch,
+                executor,
+                max_batch=s.upscale_max_tiles if s.batching else 1,
+                max_wait_ms=s.max_wait_ms if s.batching else 0,
+                capacity=s.upscale_queue_capacity,
+                on_batch=lambda n, sec, model=upscaler.manifest.id: on_batch(model, n, sec),
+                size=len,
+            )
+            upscaler.batcher.start()
 
     async def stop(self) -> None:
-        for codec in self.codecs.values():
-            await codec.batcher.stop()
+        for hosted in [*self.codecs.values(), *self.upscalers.values()]:
+            await hosted.batcher.stop()
+
+    @property
+    def hosted(self) -> dict[str, HostedCodec | HostedUpscaler]:
+        return {**self.codecs, **self.upscalers}
+
+    def upscaler(self, model_id: str | None) -> HostedUpscaler:
+        model_id = model_id or self.settings.default_upscaler
+        try:
+            return self.upscalers[model_id]
+        except KeyError:
+            raise ApiError(
+                404,
+                "unknown_model",
+                f"no upscaler {model_id!r}; have {sorted(self.upscalers) or 'none'}",
+            ) from None
 
     def get(self, model_id: str) -> HostedCodec:
         try:

@@ -32,6 +32,16 @@ class Settings(BaseSettings):
     max_wait_ms: float = Field(2.0, ge=0, description="how long a batch waits to fill up")
     queue_capacity: int = Field(4096, ge=1, description="images waiting per model before 503")
     request_timeout_s: float = Field(30.0, gt=0, description="a request waits at most this (504)")
+    default_upscaler: str = Field("sr2x", description="upscaler used when none is named")
+    max_upscale_pixels: int = Field(
+        2048 * 2048, ge=1, description="largest image /upscale takes, read from its header (413)"
+    )
+    upscale_tile: int = Field(128, ge=16, description="input tile side for /upscale")
+    upscale_overlap: int = Field(24, ge=0, description="context around each tile (no seams)")
+    upscale_max_tiles: int = Field(32, ge=1, description="tiles per upscale batch")
+    upscale_queue_capacity: int = Field(
+        64, ge=1, description="upscale requests waiting per model before 503"
+    )
     torch_threads: int = Field(
         0, ge=0, description="CPU threads for the models; 0 = torch's default (one per core)"
     )

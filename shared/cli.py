@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "decode": ("latentwire.client.cli", "client", "decode IR files into PNGs, locally"),
     "models": ("latentwire.client.cli", "client", "list a server's models"),
     "downscale": ("latentwire.client.cli", "client", "make LR images for SR training"),
-    "upscale": ("latentwire.client.cli", "server", "upscale images 2x, locally"),
+    "upscale": ("latentwire.client.cli", "client", "upscale images 2x, here or on a server"),
 }
 
 USAGE = "usage: latentwire COMMAND [options]   (latentwire COMMAND --help for each)"

@@ -1,45 +1,111 @@
 """Upscaling whole images of any size and mode with a super-resolution generator (torch).
 
-Grayscale goes through an RGB model as three equal channels and comes back as luma;
-an alpha channel is upscaled on its own, the same way; large images go through in tiles
-(:mod:`latentwire.shared.tiling`), so memory follows the tile size, not the image size.
+Grayscale goes through an RGB model as three equal channels and comes back as luma; an
+alpha channel is upscaled on its own, the same way; images go through in fixed-size
+windows (:mod:`latentwire.shared.tiling`), so memory follows the tile size, not the image.
+
+The model always runs on chunks of exactly ``UPSCALE_CHUNK`` windows of one shape (the
+last chunk padded), as the codec's encoder does: convolution kernels pick their algorithm
+by batch size, and this way a window's pixels never depend on what it was batched with.
+The server's batcher calls :func:`run_windows` with windows from many requests; the
+command line calls it with one image's. Both give identical pixels.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import nn
 
-from latentwire.shared.tiling import plan_tiles
+from latentwire.shared.tiling import Tile, plan_tiles
 
 DEFAULT_TILE = 128  # input pixels per tile side
-DEFAULT_OVERLAP = 24  # enough context for the shipped generator's receptive field
+DEFAULT_OVERLAP = 24  # context on each side: covers the shipped generator's receptive field
+UPSCALE_CHUNK = 4  # windows per model call
 
 
 @torch.inference_mode()
+def run_windows(model: nn.Module, windows: list[np.ndarray]) -> list[np.ndarray]:
+    """(h, w, C) uint8 windows -> their (s*h, s*w, C) uint8 upscales, in order."""
+    device = next(model.parameters()).device
+    results: list[np.ndarray | None] = [None] * len(windows)
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for i, window in enumerate(windows):
+        by_shape.setdefault(window.shape, []).append(i)
+    for indices in by_shape.values():
+        for start in range(0, len(indices), UPSCALE_CHUNK):
+            chunk = indices[start : start + UPSCALE_CHUNK]
+            x = torch.from_numpy(np.stack([windows[i] for i in chunk])).to(device)
+            x = x.permute(0, 3, 1, 2).float().div_(255.0)
+            if len(chunk) < UPSCALE_CHUNK:
+                x = torch.cat([x, x.new_zeros(UPSCALE_CHUNK - len(chunk), *x.shape[1:])])
+            y = model(x)[: len(chunk)].clamp_(0, 1).mul_(255.0).round_().to(torch.uint8)
+            for i, out in zip(chunk, y.permute(0, 2, 3, 1).cpu().numpy(), strict=True):
+                results[i] = out
+    return results  # type: ignore[return-value]
+
+
+def plan(pixels: np.ndarray, tile: int | None, overlap: int) -> list[Tile]:
+    """The tiles of an (H, W, C) array; ``tile=None``: one window, the whole image."""
+    height, width = pixels.shape[:2]
+    if tile is None:
+        return plan_tiles(height, width, max(height, width), 0)
+    return plan_tiles(height, width, tile, overlap)
+
+
+def stitch(tiles: list[Tile], outputs: list[np.ndarray], shape: tuple, scale: int) -> np.ndarray:
+    height, width, channels = shape
+    out = np.empty((height * scale, width * scale, channels), dtype=np.uint8)
+    for t, upscaled in zip(tiles, outputs, strict=True):
+        t.paste(out, upscaled, scale)
+    return out
+
+
 def upscale_array(
     model: nn.Module,
     pixels: np.ndarray,
     tile: int | None = DEFAULT_TILE,
     overlap: int = DEFAULT_OVERLAP,
 ) -> np.ndarray:
-    """(H, W, C) uint8 with C = the model's channels -> (s*H, s*W, C) uint8.
+    """(H, W, C) uint8 with C = the model's channels -> (s*H, s*W, C) uint8."""
+    tiles = plan(pixels, tile, overlap)
+    outputs = run_windows(model, [np.ascontiguousarray(t.crop(pixels)) for t in tiles])
+    return stitch(tiles, outputs, pixels.shape, model.config.scale)
 
-    ``tile=None`` runs the whole image in one call.
-    """
-    scale = model.config.scale
-    device = next(model.parameters()).device
-    height, width, channels = pixels.shape
-    out = np.empty((height * scale, width * scale, channels), dtype=np.uint8)
-    tiles = plan_tiles(height, width, tile or max(height, width), overlap if tile else 0)
-    for t in tiles:
-        x = torch.from_numpy(np.array(t.crop(pixels))).to(device)  # a copy: writable
-        x = x.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
-        y = model(x)[0].clamp_(0, 1).mul_(255.0).round_().to(torch.uint8)
-        t.paste(out, y.permute(1, 2, 0).cpu().numpy(), scale)
-    return out
+
+def split_planes(
+    image: Image.Image, channels: int
+) -> tuple[list[np.ndarray], Callable[[list[np.ndarray]], Image.Image]]:
+    """The (H, W, channels) arrays a model of ``channels`` upscales for an image, and the
+    function that turns their upscales back into an image of the same mode family:
+    L stays L, RGB stays RGB, an alpha channel (or palette transparency) is kept."""
+    has_alpha = image.mode in ("LA", "RGBA", "PA") or "transparency" in image.info
+    gray = len(image.getbands()) - has_alpha == 1 and image.mode != "P"
+    base_mode = "L" if gray else "RGB"
+    model_mode = "RGB" if channels == 3 else "L"
+
+    def as_model_input(plane: Image.Image) -> np.ndarray:
+        pixels = np.asarray(plane.convert(model_mode))
+        return pixels[..., None] if pixels.ndim == 2 else pixels
+
+    def as_plane(pixels: np.ndarray, mode: str) -> Image.Image:
+        upscaled = Image.fromarray(pixels[..., 0] if channels == 1 else pixels, model_mode)
+        return upscaled.convert(mode)
+
+    if has_alpha:
+        full = image.convert("LA" if gray else "RGBA")
+        alpha = full.getchannel("A")
+        planes = [as_model_input(full.convert(base_mode)), as_model_input(alpha)]
+
+        def rebuild(outputs: list[np.ndarray]) -> Image.Image:
+            base = as_plane(outputs[0], base_mode)
+            return Image.merge(full.mode, (*base.split(), as_plane(outputs[1], "L")))
+
+        return planes, rebuild
+    return [as_model_input(image.convert(base_mode))], lambda out: as_plane(out[0], base_mode)
 
 
 def upscale_image(
@@ -48,29 +114,6 @@ def upscale_image(
     tile: int | None = DEFAULT_TILE,
     overlap: int = DEFAULT_OVERLAP,
 ) -> Image.Image:
-    """Upscale a PIL image, keeping its mode family: L stays L, RGBA keeps its alpha."""
-    channels = model.config.channels
-
-    def run(plane: Image.Image) -> Image.Image:
-        """An L or RGB image through the model, back in the same mode."""
-        want = "RGB" if channels == 3 else "L"
-        pixels = np.asarray(plane.convert(want))
-        if pixels.ndim == 2:
-            pixels = pixels[..., None]
-        result = upscale_array(model, pixels, tile, overlap)
-        result = Image.fromarray(result[..., 0] if channels == 1 else result, want)
-        return result.convert(plane.mode)
-
-    if image.mode in ("L", "RGB"):
-        return run(image)
-    if image.mode in ("LA", "RGBA", "PA", "P") and _has_alpha(image):
-        rgba = image.convert("LA" if image.mode == "LA" else "RGBA")
-        *colour, alpha = rgba.split()
-        base = run(Image.merge("L" if len(colour) == 1 else "RGB", colour))
-        return Image.merge(rgba.mode, (*base.split(), run(alpha)))
-    # I;16, CMYK, palette without transparency, ...: as RGB (or L for one-band modes).
-    return run(image.convert("L" if len(image.getbands()) == 1 else "RGB"))
-
-
-def _has_alpha(image: Image.Image) -> bool:
-    return image.mode in ("LA", "RGBA", "PA") or "transparency" in image.info
+    """Upscale a PIL image of any mode (see :func:`split_planes`)."""
+    planes, rebuild = split_planes(image, model.config.channels)
+    return rebuild([upscale_array(model, p, tile, overlap) for p in planes])

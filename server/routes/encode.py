@@ -1,36 +1,16 @@
-import asyncio
 from typing import Annotated
 
 import msgpack
 from fastapi import APIRouter, Depends, Query, Request, Response
-from starlette.datastructures import UploadFile
 
-from latentwire.server.batcher import Overloaded
 from latentwire.server.deps import RegistryDep, SettingsDep
 from latentwire.server.errors import ApiError
 from latentwire.server.images import open_image, to_model_input
 from latentwire.server.registry import HostedCodec
-from latentwire.server.settings import Settings
+from latentwire.server.routes.common import image_body, read_uploads, run_batched
 
 router = APIRouter(tags=["encode"])
 
-_IMAGE_BODY = {
-    "requestBody": {
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {"file": {"type": "string", "format": "binary"}},
-                    "required": ["file"],
-                }
-            },
-            "image/png": {"schema": {"type": "string", "format": "binary"}},
-            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
-            "image/webp": {"schema": {"type": "string", "format": "binary"}},
-        },
-        "required": True,
-    }
-}
 _MSGPACK = {200: {"content": {"application/msgpack": {}}, "description": "the IR"}}
 
 ModelQuery = Annotated[
@@ -48,35 +28,6 @@ async def get_codec(
 CodecDep = Annotated[HostedCodec, Depends(get_codec)]
 
 
-async def _uploads(request: Request, field: str, limit: int) -> list[bytes]:
-    """The image(s) of a request: multipart ``field`` parts, or the raw body."""
-    content_type = request.headers.get("content-type", "")
-    if content_type.startswith("multipart/form-data"):
-        form = await request.form(max_files=limit, max_fields=limit)
-        parts = [p for p in form.getlist(field) if isinstance(p, UploadFile)]
-        if not parts:
-            raise ApiError(422, "missing_file", f"multipart body has no file field {field!r}")
-        return [await p.read() for p in parts]
-    return [await request.body()]
-
-
-async def _run_model(codec: HostedCodec, images: list, settings: Settings) -> list[bytes]:
-    """IRs for already checked images, through the model's batcher."""
-    try:
-        return list(
-            await asyncio.wait_for(
-                asyncio.gather(*(codec.batcher.submit(p) for p in images)),
-                settings.request_timeout_s,
-            )
-        )
-    except Overloaded:
-        raise ApiError(
-            503, "overloaded", "the server is busy; retry shortly", {"Retry-After": "1"}
-        ) from None
-    except TimeoutError:
-        raise ApiError(504, "timeout", "the request waited too long for the model") from None
-
-
 def _headers(codec: HostedCodec, size: int) -> dict[str, str]:
     return {
         "X-Latentwire-Model": codec.manifest.id,
@@ -90,12 +41,12 @@ def _headers(codec: HostedCodec, size: int) -> dict[str, str]:
     summary="Encode one image into an IR",
     response_class=Response,
     responses=_MSGPACK,
-    openapi_extra=_IMAGE_BODY,
+    openapi_extra=image_body("file"),
 )
 async def encode(request: Request, codec: CodecDep, settings: SettingsDep) -> Response:
-    data = (await _uploads(request, "file", 1))[0]
+    data = (await read_uploads(request, "file", 1))[0]
     pixels = to_model_input(open_image(data, settings.max_pixels), *codec.shape)
-    (ir,) = await _run_model(codec, [pixels], settings)
+    (ir,) = await run_batched(codec.batcher, [pixels], request, settings.request_timeout_s)
     return Response(ir, media_type="application/msgpack", headers=_headers(codec, len(ir)))
 
 
@@ -127,13 +78,13 @@ async def encode(request: Request, codec: CodecDep, settings: SettingsDep) -> Re
 async def encode_batch(request: Request, codec: CodecDep, settings: SettingsDep) -> Response:
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise ApiError(415, "multipart_required", "send the images as multipart fields 'files'")
-    images = await _uploads(request, "files", settings.max_images_per_request)
+    images = await read_uploads(request, "files", settings.max_images_per_request)
     if len(images) > settings.max_images_per_request:
         raise ApiError(
             413, "too_many_images", f"at most {settings.max_images_per_request} images a request"
         )
     # Check every image before queueing any: a bad one fails the request and costs nothing.
     pixels = [to_model_input(open_image(d, settings.max_pixels), *codec.shape) for d in images]
-    irs = await _run_model(codec, pixels, settings)
+    irs = await run_batched(codec.batcher, pixels, request, settings.request_timeout_s)
     body = msgpack.packb(irs, use_bin_type=True)
     return Response(body, media_type="application/msgpack", headers=_headers(codec, len(body)))

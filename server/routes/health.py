@@ -15,11 +15,11 @@ async def healthz() -> dict[str, str]:
 async def readyz(request: Request) -> dict[str, object]:
     if not getattr(request.app.state, "ready", False):
         raise ApiError(503, "not_ready", "models are still loading", {"Retry-After": "1"})
-    return {"status": "ready", "models": len(request.app.state.registry.codecs)}
+    return {"status": "ready", "models": len(request.app.state.registry.hosted)}
 
 
 def metrics_response(request: Request) -> Response:
     metrics = request.app.state.metrics
-    for model, codec in request.app.state.registry.codecs.items():
-        metrics.queue_depth.labels(model).set(codec.batcher.depth)
+    for model, hosted in request.app.state.registry.hosted.items():
+        metrics.queue_depth.labels(model).set(hosted.batcher.depth)
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

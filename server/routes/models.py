@@ -7,9 +7,9 @@ from latentwire.server.deps import RegistryDep
 router = APIRouter(tags=["models"])
 
 
-@router.get("/models", summary="The hosted codecs")
+@router.get("/models", summary="The hosted models: codecs, then upscalers")
 async def list_models(registry: RegistryDep) -> list[dict[str, Any]]:
-    return [codec.describe() for codec in registry.codecs.values()]
+    return [hosted.describe() for hosted in registry.hosted.values()]
 
 
 @router.get(

@@ -1,0 +1,99 @@
+"""POST /upscale: an image in, the 2x image out, tiles of many requests batched together."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from typing import Annotated, Literal
+
+import numpy as np
+from fastapi import APIRouter, Query, Request, Response
+from PIL import Image
+
+from latentwire.server.deps import RegistryDep, SettingsDep
+from latentwire.server.images import open_image
+from latentwire.server.registry import HostedUpscaler
+from latentwire.server.routes.common import image_body, read_uploads, run_batched
+from latentwire.server.settings import Settings
+from latentwire.shared.tiling import Tile
+from latentwire.shared.upscaling import plan, split_planes, stitch
+
+router = APIRouter(tags=["upscale"])
+
+OutputFormat = Literal["png", "webp", "jpeg"]
+MEDIA_TYPES: dict[str, str] = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg"}
+
+
+def pick_format(asked: str | None, accept: str) -> str:
+    """``format=`` wins; else the first image type the Accept header names; else PNG."""
+    if asked:
+        return asked
+    for part in accept.split(","):
+        media = part.split(";")[0].strip().lower()
+        for name, media_type in MEDIA_TYPES.items():
+            if media == media_type:
+                return name
+    return "png"
+
+
+def _prepare(data: bytes, settings: Settings, channels: int):
+    """Decode and cut into windows (CPU work: runs in a thread, off the event loop)."""
+    image = open_image(data, settings.max_upscale_pixels)
+    planes, rebuild = split_planes(image, channels)
+    plans = [plan(p, settings.upscale_tile, settings.upscale_overlap) for p in planes]
+    windows = [
+        np.ascontiguousarray(t.crop(p))
+        for p, tiles in zip(planes, plans, strict=True)
+        for t in tiles
+    ]
+    return planes, plans, windows, rebuild
+
+
+def _finish(
+    planes: list[np.ndarray],
+    plans: list[list[Tile]],
+    outputs: list[np.ndarray],
+    rebuild,
+    scale: int,
+    fmt: str,
+) -> bytes:
+    """Stitch the upscaled windows and encode the image (in a thread)."""
+    results, start = [], 0
+    for plane, tiles in zip(planes, plans, strict=True):
+        results.append(stitch(tiles, outputs[start : start + len(tiles)], plane.shape, scale))
+        start += len(tiles)
+    image: Image.Image = rebuild(results)
+    if fmt == "jpeg" and image.mode not in ("L", "RGB"):
+        image = image.convert("RGB")  # JPEG has no alpha
+    buffer = io.BytesIO()
+    options = {"png": {"compress_level": 1}, "webp": {"quality": 90}, "jpeg": {"quality": 92}}
+    image.save(buffer, fmt.upper(), **options[fmt])
+    return buffer.getvalue()
+
+
+@router.post(
+    "/upscale",
+    summary="Upscale one image 2x (multipart field `file` or the raw body)",
+    response_class=Response,
+    responses={200: {"content": {t: {} for t in MEDIA_TYPES.values()}, "description": "image"}},
+    openapi_extra=image_body("file"),
+)
+async def upscale(
+    request: Request,
+    registry: RegistryDep,
+    settings: SettingsDep,
+    model: Annotated[str | None, Query(max_length=128, description="upscaler id")] = None,
+    format: Annotated[OutputFormat | None, Query(description="output format")] = None,
+) -> Response:
+    upscaler: HostedUpscaler = registry.upscaler(model)
+    fmt = pick_format(format, request.headers.get("accept", ""))
+    data = (await read_uploads(request, "file", 1))[0]
+    planes, plans, windows, rebuild = await asyncio.to_thread(
+        _prepare, data, settings, upscaler.model.config.channels
+    )
+    # One batcher item per request: its windows stay together, and batches fill with the
+    # windows of every waiting request up to upscale_max_tiles.
+    (outputs,) = await run_batched(upscaler.batcher, [windows], request, settings.request_timeout_s)
+    body = await asyncio.to_thread(_finish, planes, plans, outputs, rebuild, upscaler.scale, fmt)
+    headers = {"X-Latentwire-Model": upscaler.manifest.id}
+    return Response(body, media_type=MEDIA_TYPES[fmt], headers=headers)
