@@ -12,21 +12,15 @@ of 16 images.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import io
 import json
 import os
 import platform
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import aiohttp
-import httpx
-import numpy as np
+from loadgen import drive, print_table, server
 from PIL import Image
 
 from latentwire.training.data import load_datasets
@@ -34,87 +28,23 @@ from latentwire.training.data import load_datasets
 BATCH = 16
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(batching: bool) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {**os.environ, "LATENTWIRE_BATCHING": str(batching).lower(), "LATENTWIRE_DEVICE": "cpu"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "latentwire.shared.cli", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("server did not start")
-
-
 def request_maker(kind: str, bodies: list[bytes]):
     """(path, keyword arguments) for request ``i`` of a kind: ``raw`` (one image as the body),
     ``multipart`` (one image as field ``file``) or ``batch`` (16 images as fields ``files``)."""
 
-    def make(i: int) -> tuple[str, dict]:
+    def make(i: int) -> tuple[str, dict, int]:
         if kind == "raw":
             headers = {"content-type": "image/png"}
-            return "/encode", {"data": bodies[i % len(bodies)], "headers": headers}
+            return "/encode", {"data": bodies[i % len(bodies)], "headers": headers}, 1
         form = aiohttp.FormData()
         count = BATCH if kind == "batch" else 1
         for k in range(count):
             name = "files" if kind == "batch" else "file"
             body = bodies[(i + k) % len(bodies)]
             form.add_field(name, body, filename=f"{k}.png", content_type="image/png")
-        return ("/encode/batch" if kind == "batch" else "/encode"), {"data": form}
+        return ("/encode/batch" if kind == "batch" else "/encode"), {"data": form}, count
 
     return make
-
-
-async def drive(url: str, bodies: list[bytes], concurrency: int, seconds: float, kind: str):
-    """Closed loop: ``concurrency`` workers, each sending its next request when one returns."""
-    make = request_maker(kind, bodies)
-    latencies: list[float] = []
-    errors = 0
-    stop = time.perf_counter() + seconds
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(url, connector=connector) as session:
-
-        async def worker(offset: int) -> None:
-            nonlocal errors
-            i = offset
-            while time.perf_counter() < stop:
-                began = time.perf_counter()
-                path, kwargs = make(i)
-                async with session.post(path, **kwargs) as response:
-                    await response.read()
-                if response.status == 200:
-                    latencies.append(time.perf_counter() - began)
-                else:
-                    errors += 1
-                i += concurrency
-
-        began = time.perf_counter()
-        await asyncio.gather(*(worker(k) for k in range(concurrency)))
-        elapsed = time.perf_counter() - began
-    lat = np.array(latencies) * 1000
-    images = BATCH if kind == "batch" else 1
-    return {
-        "requests_per_s": round(len(lat) / elapsed, 1),
-        "images_per_s": round(len(lat) * images / elapsed, 1),
-        "p50_ms": round(float(np.percentile(lat, 50)), 2) if len(lat) else None,
-        "p99_ms": round(float(np.percentile(lat, 99)), 2) if len(lat) else None,
-        "errors": errors,
-    }
 
 
 def main() -> None:
@@ -139,17 +69,14 @@ def main() -> None:
     gc.freeze()
     rows = []
     for batching in (True, False):
-        proc, url = start_server(batching)
-        try:
+        with server(batching) as url:
             for kind in args.requests.split(","):
+                make = request_maker(kind, bodies)
                 for concurrency in levels:
-                    row = asyncio.run(drive(url, bodies, concurrency, args.seconds, kind))
+                    row = drive(url, make, concurrency, args.seconds)
                     row.update(batching=batching, request=kind, concurrency=concurrency)
                     rows.append(row)
                     print(json.dumps(row), flush=True)
-        finally:
-            proc.terminate()
-            proc.wait()
 
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs (server and load on one machine)"
     out = Path(args.out)
@@ -158,10 +85,7 @@ def main() -> None:
     print(f"\n{machine}; model fashion-mnist-q3; {args.seconds:.0f} s per cell")
     columns = ["batching", "request", "concurrency", "requests_per_s"]
     columns += ["images_per_s", "p50_ms", "p99_ms", "errors"]
-    print("| " + " | ".join(columns) + " |")
-    print("|" + "---|" * len(columns))
-    for r in rows:
-        print("| " + " | ".join(str(r[c]) for c in columns) + " |")
+    print_table(rows, columns)
 
 
 if __name__ == "__main__":

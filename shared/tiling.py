@@ -43,10 +43,13 @@ def plan_tiles(height: int, width: int, tile: int, overlap: int) -> list[Tile]:
     if tile < 1 or overlap < 0:
         raise ValueError(f"tile must be positive and overlap non-negative, not {tile}, {overlap}")
     window_h, window_w = min(height, tile + 2 * overlap), min(width, tile + 2 * overlap)
+    # A side that fits in one window is one tile: more would only repeat the same window.
+    tile_h = height if height == window_h else tile
+    tile_w = width if width == window_w else tile
     tiles = []
-    for top in range(0, height, tile):
-        for left in range(0, width, tile):
-            h, w = min(tile, height - top), min(tile, width - left)
+    for top in range(0, height, tile_h):
+        for left in range(0, width, tile_w):
+            h, w = min(tile_h, height - top), min(tile_w, width - left)
             y = min(max(0, top - overlap), height - window_h)
             x = min(max(0, left - overlap), width - window_w)
             tiles.append(Tile(top, left, h, w, (y, x, y + window_h, x + window_w)))

@@ -215,7 +215,8 @@ def _train(cfg: TrainConfig, runtime, lambda_perceptual: float, vgg_weights) -> 
             history["train"].append(g_total / steps)
             history["d"].append(d_total / steps)
             history["test"].append(val["loss"])
-            save_samples(generator, val_set, device, out, epoch + 1)
+            if (epoch + 1) % cfg.sample_every == 0:
+                save_samples(generator, val_set, device, out, epoch + 1)
             path = save_checkpoint(
                 out,
                 epoch + 1,

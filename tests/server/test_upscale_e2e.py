@@ -167,27 +167,32 @@ def test_pixel_limit_queue_limit_and_timeout(photos):
         assert httpx.get(f"{url}/readyz").status_code == 200
 
 
-def test_a_disconnected_client_is_dropped(data_dir):
-    big = Image.new("RGB", (1400, 1400))
+def test_a_disconnected_client_is_dropped_from_the_queue(data_dir):
     with Image.open(data_dir / "kodak" / "kodim01.png") as image:
-        big.paste(image, (0, 0))
-    body = png(big)
+        body = png(image.convert("RGB").crop((0, 0, 500, 500)))  # 4x4 = 16 windows
     with running_server() as (url, _proc):
-        host = urlparse(url)
-        with socket.create_connection((host.hostname, host.port)) as conn:
-            head = (
-                f"POST /upscale HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n"
-            ).encode()
-            conn.sendall(head + body)
-            time.sleep(1.0)  # decoded and queued; now the client leaves
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(httpx.post, f"{url}/upscale", content=body, timeout=300)
+            time.sleep(0.5)  # the first request holds the model
+            host = urlparse(url)
+            with socket.create_connection((host.hostname, host.port)) as conn:
+                conn.sendall(
+                    b"POST /upscale HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                    + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                    + body
+                )
+                time.sleep(0.5)  # decoded and queued behind the first; now the client leaves
+            assert first.result().status_code == 200
         deadline = time.monotonic() + 60
-        pattern = r'latentwire_errors_total\{code="client_disconnected"\} (\S+)'
-        while time.monotonic() < deadline:
-            found = re.search(pattern, httpx.get(f"{url}/metrics").text)
-            if found and float(found[1]) >= 1:
+        while True:
+            metrics = httpx.get(f"{url}/metrics").text
+            gone = re.search(
+                r'latentwire_errors_total\{code="client_disconnected"\} (\S+)', metrics
+            )
+            if gone and float(gone[1]) >= 1:
                 break
-            time.sleep(0.5)
-        else:
-            pytest.fail("the server never noticed the disconnect")
+            assert time.monotonic() < deadline, "the server never noticed the disconnect"
+            time.sleep(0.2)
+        computed = re.search(r'latentwire_batch_size_sum\{model="sr2x"\} (\S+)', metrics)
+        assert float(computed[1]) == 16  # only the first request's windows ran
         assert httpx.get(f"{url}/readyz").status_code == 200
