@@ -115,7 +115,8 @@ class ModelRegistry:
         self.upscalers: dict[str, HostedUpscaler] = {}
 
     def load(self) -> None:
-        """Load every codec package (shipped first, then ``model_dir``) and warm each up."""
+        """Load every codec and upscaler package (shipped first, then ``model_dir``) and
+        warm each up."""
         if self.settings.torch_threads:
             torch.set_num_threads(self.settings.torch_threads)
         roots = [ZOO_DIR] + ([Path(self.settings.model_dir)] if self.settings.model_dir else [])
@@ -130,7 +131,8 @@ class ModelRegistry:
                 model, manifest = load_model(folder, self.device)
                 if manifest.task == "upscale":
                     upscaler = HostedUpscaler(manifest, model, self.device)
-                    upscaler.upscale_batch([[np.zeros((8, 8, 3), dtype=np.uint8)]])  # warm-up
+                    blank = np.zeros((8, 8, model.config.channels), dtype=np.uint8)
+                    upscaler.upscale_batch([[blank]])  # warm-up
                     self.upscalers[manifest.id] = upscaler
                 else:
                     data = (folder / DECODER_NAME).read_bytes()
