@@ -64,14 +64,15 @@ def server(batching: bool, env: dict[str, str] | None = None):
 
 async def _drive(url: str, make: RequestMaker, concurrency: int, seconds: float) -> dict:
     latencies: list[float] = []
-    images = errors = 0
+    images = 0
+    errors: dict[int, int] = {}  # status -> count
     stop = time.perf_counter() + seconds
     connector = aiohttp.TCPConnector(limit=concurrency)
     timeout = aiohttp.ClientTimeout(total=300)
     async with aiohttp.ClientSession(url, connector=connector, timeout=timeout) as session:
 
         async def worker(offset: int) -> None:
-            nonlocal images, errors
+            nonlocal images
             i = offset
             while time.perf_counter() < stop:
                 began = time.perf_counter()
@@ -82,7 +83,7 @@ async def _drive(url: str, make: RequestMaker, concurrency: int, seconds: float)
                     latencies.append(time.perf_counter() - began)
                     images += count
                 else:
-                    errors += 1
+                    errors[response.status] = errors.get(response.status, 0) + 1
                 i += concurrency
 
         began = time.perf_counter()
@@ -94,7 +95,8 @@ async def _drive(url: str, make: RequestMaker, concurrency: int, seconds: float)
         "images_per_s": round(images / elapsed, 2),
         "p50_ms": round(float(np.percentile(lat, 50)), 1) if len(lat) else None,
         "p99_ms": round(float(np.percentile(lat, 99)), 1) if len(lat) else None,
-        "errors": errors,
+        "errors": sum(errors.values()),
+        "error_statuses": errors,
     }
 
 

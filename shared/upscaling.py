@@ -39,7 +39,9 @@ def run_windows(model: nn.Module, windows: list[np.ndarray]) -> list[np.ndarray]
         for start in range(0, len(indices), UPSCALE_CHUNK):
             chunk = indices[start : start + UPSCALE_CHUNK]
             x = torch.from_numpy(np.stack([windows[i] for i in chunk])).to(device)
-            x = x.permute(0, 3, 1, 2).float().div_(255.0)
+            # One memory layout for every chunk: a channels-last view here but a contiguous
+            # tensor after padding would run different kernels and round differently.
+            x = x.permute(0, 3, 1, 2).contiguous().float().div_(255.0)
             if len(chunk) < UPSCALE_CHUNK:
                 x = torch.cat([x, x.new_zeros(UPSCALE_CHUNK - len(chunk), *x.shape[1:])])
             y = model(x)[: len(chunk)].clamp_(0, 1).mul_(255.0).round_().to(torch.uint8)

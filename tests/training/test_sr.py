@@ -204,6 +204,30 @@ def test_tiled_and_whole_upscale_agree(sr2x, data_dir):
     assert mse == 0 or 10 * np.log10(255**2 / mse) >= 45
 
 
+def test_a_window_upscales_the_same_whatever_it_is_batched_with(sr2x, data_dir):
+    from latentwire.shared.upscaling import UPSCALE_CHUNK, run_windows
+
+    model, _ = sr2x
+    with Image.open(data_dir / "bsd100" / "101085.jpg") as image:
+        photo = np.asarray(image.convert("RGB"))
+    corners = [(0, 0), (300, 140), (150, 70), (200, 0), (40, 120)]
+    windows = [np.ascontiguousarray(photo[y : y + 176, x : x + 176]) for y, x in corners]
+    # Every model call sees the same batch size and memory layout, padded or not (a
+    # channels-last full chunk next to a contiguous padded one rounded differently).
+    calls = []
+    hook = model.register_forward_pre_hook(
+        lambda _, args: calls.append((len(args[0]), args[0].is_contiguous()))
+    )
+    try:
+        alone = run_windows(model, windows[:1])[0]
+        # first of a full chunk, last of a padded one, inside a chunk of others
+        for crowd, at in ((windows, 0), (windows[::-1], 4), (windows[3:] + windows[:1], 2)):
+            np.testing.assert_array_equal(run_windows(model, crowd)[at], alone)
+    finally:
+        hook.remove()
+    assert set(calls) == {(UPSCALE_CHUNK, True)}
+
+
 def test_upscale_keeps_mode_and_alpha(sr2x):
     model, _ = sr2x
     gray = Image.fromarray(np.tile(np.arange(40, dtype=np.uint8) * 6, (30, 1)), "L")
