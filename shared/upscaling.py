@@ -39,11 +39,13 @@ def run_windows(model: nn.Module, windows: list[np.ndarray]) -> list[np.ndarray]
         for start in range(0, len(indices), UPSCALE_CHUNK):
             chunk = indices[start : start + UPSCALE_CHUNK]
             x = torch.from_numpy(np.stack([windows[i] for i in chunk])).to(device)
-            # One memory layout for every chunk: a channels-last view here but a contiguous
-            # tensor after padding would run different kernels and round differently.
-            x = x.permute(0, 3, 1, 2).contiguous().float().div_(255.0)
+            x = x.permute(0, 3, 1, 2).float().div_(255.0)
             if len(chunk) < UPSCALE_CHUNK:
                 x = torch.cat([x, x.new_zeros(UPSCALE_CHUNK - len(chunk), *x.shape[1:])])
+            # One memory layout for every chunk: padding makes a tensor contiguous, and the
+            # two layouts run different kernels that round differently. Channels-last is
+            # the faster one on CPU (~20% here).
+            x = x.contiguous(memory_format=torch.channels_last)
             y = model(x)[: len(chunk)].clamp_(0, 1).mul_(255.0).round_().to(torch.uint8)
             for i, out in zip(chunk, y.permute(0, 2, 3, 1).cpu().numpy(), strict=True):
                 results[i] = out

@@ -216,7 +216,9 @@ def test_a_window_upscales_the_same_whatever_it_is_batched_with(sr2x, data_dir):
     # channels-last full chunk next to a contiguous padded one rounded differently).
     calls = []
     hook = model.register_forward_pre_hook(
-        lambda _, args: calls.append((len(args[0]), args[0].is_contiguous()))
+        lambda _, args: calls.append(
+            (len(args[0]), args[0].is_contiguous(memory_format=torch.channels_last))
+        )
     )
     try:
         alone = run_windows(model, windows[:1])[0]
