@@ -189,12 +189,9 @@ def _upscale(argv: list[str]) -> int:
             f"upscaling here needs torch ({e.name} is missing): pip install "
             "'latentwire[server]', or upscale on a server with --server URL"
         ) from None
-    from latentwire.shared.package import MANIFEST_NAME, find_package
+    from latentwire.shared.package import package_folder
 
-    folder = Path(args.model)
-    if not (folder / MANIFEST_NAME).is_file():
-        folder = find_package(args.model)
-    model, manifest = load_model(folder)
+    model, manifest = load_model(package_folder(args.model))
     if manifest.task != "upscale":
         raise ValueError(f"{manifest.id} is a {manifest.task} model, not an upscaler")
     for path in args.images:

@@ -117,6 +117,12 @@ def list_packages(root: str | os.PathLike = ZOO_DIR) -> list[Path]:
     return sorted(p for p in root.iterdir() if (p / MANIFEST_NAME).is_file())
 
 
+def package_folder(model: str | os.PathLike) -> Path:
+    """A package given as its folder, or else the shipped package with that id."""
+    folder = Path(model)
+    return folder if (folder / MANIFEST_NAME).is_file() else find_package(str(model))
+
+
 def find_package(model_id: str, roots: list[Path] | None = None) -> Path:
     """The package folder of a model id, looked up among the shipped models (and ``roots``)."""
     for root in [*(roots or []), ZOO_DIR]:

@@ -155,7 +155,7 @@ def _eval_sr(argv: list[str]) -> int:
     from PIL import Image
 
     from latentwire.shared.models.loading import load_model
-    from latentwire.shared.package import MANIFEST_NAME, find_package
+    from latentwire.shared.package import package_folder
     from latentwire.shared.resample import downscale, modcrop
     from latentwire.shared.upscaling import upscale_image
     from latentwire.training.data import image_files
@@ -167,9 +167,7 @@ def _eval_sr(argv: list[str]) -> int:
     if path.is_file():
         model = model_from_checkpoint(path)[0]
     else:
-        model = load_model(path if (path / MANIFEST_NAME).is_file() else find_package(args.model))[
-            0
-        ]
+        model = load_model(package_folder(path))[0]
     if model.family != "srresnet":
         raise ValueError(f"{args.model} is a {model.family} model, not a super-resolution one")
     scale = model.config.scale

@@ -156,12 +156,10 @@ def train(cfg: TrainConfig) -> nn.Module:
             lr, hr = batch
             return loss(m(lr), hr)
 
-        epochs_done = [0]
-
         def evaluate(m: nn.Module, data: Dataset) -> dict[str, float]:
-            epochs_done[0] += 1
-            if epochs_done[0] % cfg.sample_every == 0:
-                save_samples(m, data, runtime.device, Path(cfg.out), epochs_done[0])
+            epoch = train_set.epoch + 1  # the loop sets it; right after a resume too
+            if epoch % cfg.sample_every == 0:
+                save_samples(m, data, runtime.device, Path(cfg.out), epoch)
             return evaluate_generator(m, data, runtime.device, loss)
 
         model = fit(cfg, runtime, model, train_set, val_set, batch_loss, evaluate)

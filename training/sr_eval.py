@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from pytorch_msssim import ssim
 
 from latentwire.shared.resample import bicubic_upscale, downscale, modcrop
+from latentwire.training.evaluate import ssim_per_image
 
 # The evaluation sets in ../shared/data; never trained on.
 TEST_SETS = ("set5", "bsd100", "kodak")
@@ -39,7 +39,7 @@ def y_metrics(output: Image.Image, truth: Image.Image, border: int) -> tuple[flo
     psnr = 10 * np.log10(255.0**2 / max(mse, 1e-10))
     ta = torch.from_numpy(a / 255.0)[None, None].float()
     tb = torch.from_numpy(b / 255.0)[None, None].float()
-    return float(psnr), float(ssim(ta, tb, data_range=1.0, size_average=True))
+    return float(psnr), float(ssim_per_image(ta, tb)[0])
 
 
 def evaluate_sr(

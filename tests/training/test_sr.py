@@ -119,6 +119,13 @@ def test_pretrain_run_writes_checkpoints_and_samples(tmp_path):
     assert (run / "samples-epoch0002.png").is_file() and (run / "loss_curve.png").is_file()
 
 
+def test_samples_are_named_by_the_real_epoch_after_a_resume(tmp_path):
+    train(tiny(tmp_path, epochs=1, sample_every=2))
+    train(tiny(tmp_path, epochs=2, sample_every=2, resume=True))
+    samples = sorted(p.name for p in (tmp_path / "run").glob("samples-*.png"))
+    assert samples == ["samples-epoch0002.png"]
+
+
 def test_gan_stage_refuses_to_start_without_vgg_weights(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     train(tiny(tmp_path))
