@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
+from fastapi.responses import JSONResponse
 
 from latentwire.server.deps import require_api_key
 from latentwire.server.errors import install_error_handlers
@@ -44,11 +45,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await registry.stop()
         executor.shutdown(wait=True)
 
+    # With API keys the schema needs a key too, and the interactive docs are off (their
+    # page cannot send one when it fetches the schema).
+    open_docs = not settings.keys
     app = FastAPI(
         title="latentwire",
         summary="A learned image codec: encode here, decode anywhere without torch.",
         version="0.1.0",
         lifespan=lifespan,
+        openapi_url="/openapi.json" if open_docs else None,
+        docs_url="/docs" if open_docs else None,
+        redoc_url="/redoc" if open_docs else None,
     )
     app.state.settings, app.state.registry, app.state.metrics = settings, registry, metrics
     app.state.ready = False
@@ -66,6 +73,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dependencies=protected,
         include_in_schema=False,
     )
+    if not open_docs:
+
+        async def openapi_schema() -> JSONResponse:
+            return JSONResponse(app.openapi())
+
+        app.add_api_route(
+            "/openapi.json",
+            openapi_schema,
+            methods=["GET"],
+            dependencies=protected,
+            include_in_schema=False,
+        )
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, metrics=metrics)
     app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: sees every answer

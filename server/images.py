@@ -9,12 +9,14 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from latentwire.server.errors import ApiError
+from latentwire.shared.pixels import UnsupportedImage, standard_image
 
 FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
 
 
 def open_image(data: bytes, max_pixels: int) -> Image.Image:
-    """A decoded image; its size is checked from the header before any pixel is decoded."""
+    """A decoded image in a standard mode (see :func:`standard_image`); its size is checked
+    from the header before any pixel is decoded."""
     if not data:
         raise ApiError(422, "empty_image", "the request carries no image")
     try:
@@ -41,7 +43,10 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
         image.load()
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ApiError(422, "corrupt_image", f"the image could not be decoded ({e})") from None
-    return image
+    try:
+        return standard_image(image)
+    except UnsupportedImage as e:
+        raise ApiError(422, "unsupported_pixels", str(e)) from None
 
 
 def to_model_input(image: Image.Image, channels: int, height: int, width: int) -> np.ndarray:
@@ -54,7 +59,7 @@ def to_model_input(image: Image.Image, channels: int, height: int, width: int) -
             f"this model encodes {width}x{height} {kind} images; "
             f"got {image.size[0]}x{image.size[1]}",
         )
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+    if image.mode in ("RGBA", "LA"):
         # Transparent pixels over black, the background the data sets have.
         background = Image.new("RGBA", image.size, (0, 0, 0, 255))
         image = Image.alpha_composite(background, image.convert("RGBA"))

@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from latentwire.shared.pixels import standard_image
 from latentwire.shared.tiling import Tile, plan_tiles
 
 DEFAULT_TILE = 128  # input pixels per tile side
@@ -85,9 +86,11 @@ def split_planes(
 ) -> tuple[list[np.ndarray], Callable[[list[np.ndarray]], Image.Image]]:
     """The (H, W, channels) arrays a model of ``channels`` upscales for an image, and the
     function that turns their upscales back into an image of the same mode family:
-    L stays L, RGB stays RGB, an alpha channel (or palette transparency) is kept."""
-    has_alpha = image.mode in ("LA", "RGBA", "PA") or "transparency" in image.info
-    gray = len(image.getbands()) - has_alpha == 1 and image.mode != "P"
+    L stays L, RGB stays RGB, an alpha channel (or palette transparency) is kept.
+    Any other mode is first read as :func:`standard_image` reads it."""
+    image = standard_image(image)
+    has_alpha = image.mode in ("LA", "RGBA")
+    gray = image.mode in ("L", "LA")
     base_mode = "L" if gray else "RGB"
     model_mode = "RGB" if channels == 3 else "L"
 
@@ -100,13 +103,12 @@ def split_planes(
         return upscaled.convert(mode)
 
     if has_alpha:
-        full = image.convert("LA" if gray else "RGBA")
-        alpha = full.getchannel("A")
-        planes = [as_model_input(full.convert(base_mode)), as_model_input(alpha)]
+        alpha = image.getchannel("A")
+        planes = [as_model_input(image.convert(base_mode)), as_model_input(alpha)]
 
         def rebuild(outputs: list[np.ndarray]) -> Image.Image:
             base = as_plane(outputs[0], base_mode)
-            return Image.merge(full.mode, (*base.split(), as_plane(outputs[1], "L")))
+            return Image.merge(image.mode, (*base.split(), as_plane(outputs[1], "L")))
 
         return planes, rebuild
     return [as_model_input(image.convert(base_mode))], lambda out: as_plane(out[0], base_mode)
