@@ -43,6 +43,6 @@ def run(command: str, argv: list[str]) -> int:
         port=settings.port,
         log_level="info",
         access_log=settings.access_log,
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
     )
     return 0

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
         0, ge=0, description="CPU threads for the models; 0 = torch's default (one per core)"
     )
     access_log: bool = Field(False, description="log every request (costs CPU under load)")
+    shutdown_grace_s: int = Field(
+        10, ge=0, description="on SIGTERM, how long in-flight requests may take to finish"
+    )
 
     @field_validator("api_keys")
     @classmethod

@@ -17,9 +17,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(env: dict[str, str] | None = None, args: tuple[str, ...] = ()):
-    """The real server: `latentwire serve` under uvicorn on a free loopback port."""
-    port = free_port()
+def running_server(
+    env: dict[str, str] | None = None, args: tuple[str, ...] = (), port: int | None = None
+):
+    """The real server: `latentwire serve` under uvicorn on a loopback port (a free one
+    unless ``port`` is given)."""
+    port = port or free_port()
     full_env = {**os.environ, "LATENTWIRE_DEVICE": "cpu", **(env or {})}
     proc = subprocess.Popen(
         [sys.executable, "-m", "latentwire.shared.cli", "serve", "--port", str(port), *args],

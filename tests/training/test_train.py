@@ -80,6 +80,35 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
         assert torch.equal(a[name], b[name]), name
 
 
+_SAVE_FOREVER = """
+import sys, torch
+from latentwire.training.checkpoint import save_checkpoint
+for n in range(10**6):  # each save holds its number in every element
+    save_checkpoint(sys.argv[1], 1, {"model": {"w": torch.full((4_000_000,), float(n))}})
+    print(n, flush=True)
+"""
+
+
+def test_a_kill_during_save_never_leaves_a_torn_checkpoint(tmp_path):
+    for _ in range(4):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _SAVE_FOREVER, str(tmp_path)], stdout=subprocess.PIPE, text=True
+        )
+        last_saved = int(proc.stdout.readline())
+        leftovers = set(tmp_path.glob(".*.tmp"))
+        # Wait for the next save's temporary file to appear, then kill it mid-write.
+        deadline = time.monotonic() + 30
+        while not set(tmp_path.glob(".*.tmp")) - leftovers:
+            assert time.monotonic() < deadline, "saves do not go through a temporary file"
+            time.sleep(0.001)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert len(set(tmp_path.glob(".*.tmp")) - leftovers) == 1  # the torn write
+        weights = load_checkpoint(latest_checkpoint(tmp_path))["model"]["w"]
+        assert weights.numel() == 4_000_000
+        assert torch.all(weights == weights[0]) and weights[0] >= last_saved
+
+
 def test_ddp_two_cpu_processes_agree_and_only_rank0_writes(tmp_path):
     result = subprocess.run(
         [
