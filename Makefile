@@ -6,6 +6,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+COMPOSE := $(VENV)/compose
+COMPOSE_STAMP := $(COMPOSE)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
@@ -16,10 +18,17 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -qq -c constraints.txt -e ".[server,training,dev]"
 	touch $(STAMP)
 
+# docker-compose (for `docker-compose config` in the tests) needs pins of its own.
+$(COMPOSE_STAMP): .ci/compose-requirements.txt
+	test -x $(COMPOSE)/bin/python || $(PYTHON) -m venv $(COMPOSE)
+	$(COMPOSE)/bin/python -m pip install -qq cython==0.29.37 setuptools==65.5.0 wheel==0.48.0
+	$(COMPOSE)/bin/python -m pip install -qq --no-build-isolation -r .ci/compose-requirements.txt
+	touch $(COMPOSE_STAMP)
+
 serve: $(STAMP)
 	$(BIN)/latentwire serve --host $(HOST) --port $(PORT)
 
-test: $(STAMP)
+test: $(STAMP) $(COMPOSE_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
