@@ -8,11 +8,19 @@ import logging
 import sys
 from pathlib import Path
 
-from latentwire.training import autoencoder, codec, sr
+from latentwire.training import autoencoder, classifier, codec, gan, sr
 from latentwire.training.data import DatasetError
 from latentwire.training.loop import config_from_args
 
-RECIPES = {"ae": autoencoder, "codec": codec, "sr": sr}
+# name -> recipe module; `gan` and `dcgan` are one recipe (its SUBCOMMAND_DEFAULTS).
+RECIPES = {
+    "ae": autoencoder,
+    "codec": codec,
+    "sr": sr,
+    "gan": gan,
+    "dcgan": gan,
+    "classifier": classifier,
+}
 
 
 def run(command: str, argv: list[str]) -> int:
@@ -32,6 +40,7 @@ def _train(argv: list[str]) -> int:
             name, help=module.__doc__.splitlines()[0], description=module.__doc__
         )
         module.add_arguments(recipe)
+        recipe.set_defaults(**getattr(module, "SUBCOMMAND_DEFAULTS", {}).get(name, {}))
     args = parser.parse_args(argv)
     module = RECIPES[args.recipe]
     command = ["latentwire", "train", *argv]
@@ -64,6 +73,8 @@ def _load(target: str):
 def _eval(argv: list[str]) -> int:
     if argv[:1] == ["sr"]:
         return _eval_sr(argv[1:])
+    if argv[:1] == ["gan"]:
+        return _eval_gan(argv[1:])
     parser = argparse.ArgumentParser(
         prog="latentwire eval",
         description="Test-set MSE/PSNR/SSIM of a checkpoint or model package, "
@@ -111,13 +122,32 @@ def _export(argv: list[str]) -> int:
     parser.add_argument("-o", "--out", required=True, help="package folder to write")
     parser.add_argument("--id", default=None, help="model id (default: DATASET-FAMILY)")
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument(
+        "--classifier",
+        default=None,
+        help="gan/dcgan: the classifier that scores it (default: the shipped DATASET-classifier)",
+    )
     args = parser.parse_args(argv)
 
+    from latentwire.training import export
     from latentwire.training.checkpoint import load_checkpoint
     from latentwire.training.export import export_autoencoder, export_codec, export_upscaler
 
     cfg = load_checkpoint(args.checkpoint)["config"]
-    if cfg["model"]["family"] == "srresnet":
+    family = cfg["model"]["family"]
+    if family == "classifier":
+        manifest = export.export_classifier(args.checkpoint, args.out, args.id, args.data_dir)
+        print(f"wrote {args.out}: {manifest.id}, test accuracy {manifest.metrics['test_accuracy']}")
+    elif family in ("gan", "dcgan"):
+        manifest = export.export_generator(
+            args.checkpoint, args.out, args.id, args.data_dir, args.classifier
+        )
+        m = manifest.metrics
+        print(
+            f"wrote {args.out}: {manifest.id}, Fréchet distance {m['frechet_distance']} "
+            f"(real data {m['real_floor']}), {m['classes_covered']} classes covered"
+        )
+    elif family == "srresnet":
         manifest = export_upscaler(args.checkpoint, args.out, args.id or "sr2x", args.data_dir)
         for name, m in manifest.metrics.items():
             print(
@@ -193,4 +223,48 @@ def _eval_sr(argv: list[str]) -> int:
         for i, picture in enumerate(row):
             sheet.paste(picture, (i * (truth.width + 4), 0))
         sheet.save(out / "comparison.png")
+    return 0
+
+
+def _eval_gan(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="latentwire eval gan",
+        description="Score a generator: the Fréchet distance on a classifier's features "
+        "between N generated and N real test images, the real-vs-real floor, and the class "
+        "coverage (see training/gan_score.py for what this is and is not).",
+    )
+    parser.add_argument("--model", required=True, help="model id, package folder or checkpoint")
+    parser.add_argument("--classifier", default=None, help="default: the DATASET-classifier")
+    parser.add_argument("-n", type=int, default=10_000, help="images on each side")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--out", default=None, help="folder for gan_metrics.json, samples.png")
+    args = parser.parse_args(argv)
+
+    from latentwire.shared.generation import generate, grid, to_uint8
+    from latentwire.training.export import labelled_sets, model_from_checkpoint
+    from latentwire.training.gan_score import load_scorer, score_generator
+
+    path = Path(args.model)
+    if path.is_file():
+        generator, cfg, _ = model_from_checkpoint(path)
+    else:
+        from latentwire.shared.models.loading import load_model
+        from latentwire.shared.package import package_folder
+
+        generator, manifest = load_model(package_folder(path))
+        cfg = {"dataset": manifest.dataset, "data_dir": None, "fit": "center-crop"}
+        cfg["model"] = {"family": manifest.family, "config": manifest.config}
+    if generator.family not in ("gan", "dcgan"):
+        raise ValueError(f"{args.model} is a {generator.family} model, not a generator")
+    scorer, scorer_id = load_scorer(args.classifier or f"{cfg['dataset']}-classifier")
+    train_set, test_set = labelled_sets(cfg, args.data_dir)
+    metrics = score_generator(generator, scorer, train_set, test_set, args.n, args.seed)
+    metrics["classifier"] = scorer_id
+    print(json.dumps(metrics, indent=2))
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "gan_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        grid(to_uint8(generate(generator, 64, args.seed)), columns=8).save(out / "samples.png")
     return 0

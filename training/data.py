@@ -72,10 +72,11 @@ def cache_dir() -> Path:
 
 
 class TensorImages(Dataset):
-    """Images held in memory as one uint8 tensor (N, C, H, W)."""
+    """Images held in memory as one uint8 tensor (N, C, H, W); ``labels`` (N,) where the
+    data set has classes (kept beside the images: items are the images alone)."""
 
-    def __init__(self, images: torch.Tensor) -> None:
-        self.images = images
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> None:
+        self.images, self.labels = images, labels
 
     def __len__(self) -> int:
         return len(self.images)
@@ -151,7 +152,7 @@ def load_idx_dataset(
             f"{spec.name} in {where} could not be read ({e or type(e).__name__}); "
             "the files are corrupt or not the original IDX files."
         ) from None
-    return TensorImages(ds.data.unsqueeze(1).contiguous())
+    return TensorImages(ds.data.unsqueeze(1).contiguous(), ds.targets.clone())
 
 
 class ImageFiles(Dataset):

@@ -208,3 +208,64 @@ def export_upscaler(
     return _write_package(
         Path(out_dir), model, cfg, state, id=model_id, task="upscale", metrics=metrics
     )
+
+
+def export_classifier(
+    checkpoint: str | Path,
+    out_dir: str | Path,
+    model_id: str | None = None,
+    data_dir: str | None = None,
+) -> Manifest:
+    """The scoring classifier's package, with its test-set accuracy measured now."""
+    from latentwire.training.classifier import accuracy
+
+    model, cfg, state = model_from_checkpoint(checkpoint)
+    _, test_set = labelled_sets(cfg, data_dir)
+    metrics = accuracy(model, test_set, torch.device("cpu"))
+    return _write_package(
+        Path(out_dir),
+        model,
+        cfg,
+        state,
+        id=model_id or f"{cfg['dataset']}-classifier",
+        task="classify",
+        metrics={"test_accuracy": round(metrics["accuracy"], 4), "test_images": len(test_set)},
+    )
+
+
+def export_generator(
+    checkpoint: str | Path,
+    out_dir: str | Path,
+    model_id: str | None = None,
+    data_dir: str | None = None,
+    classifier: str | None = None,
+    n: int = 10_000,
+) -> Manifest:
+    """A GAN/DCGAN generator's package, scored now (``training/gan_score.py``) with the
+    data set's classifier (default: the shipped ``<dataset>-classifier``)."""
+    from latentwire.training.gan_score import load_scorer, score_generator
+
+    model, cfg, state = model_from_checkpoint(checkpoint)
+    scorer, scorer_id = load_scorer(classifier or f"{cfg['dataset']}-classifier")
+    train_set, test_set = labelled_sets(cfg, data_dir)
+    metrics = score_generator(model, scorer, train_set, test_set, n)
+    return _write_package(
+        Path(out_dir),
+        model,
+        cfg,
+        state,
+        id=model_id or f"{cfg['dataset']}-{cfg['model']['family']}",
+        task="generate",
+        metrics={**metrics, "classifier": scorer_id},
+    )
+
+
+def labelled_sets(cfg: dict[str, Any], data_dir: str | None):
+    """(train, test) of a run's data set as (image in [0, 1], label) pairs."""
+    from latentwire.training.gan import LabelledImages
+
+    shape = ImageShape(**cfg["model"]["config"]["shape"])
+    train_set, test_set, _ = load_datasets(
+        cfg["dataset"], data_dir=data_dir or cfg["data_dir"], shape=shape, fit=cfg["fit"]
+    )
+    return LabelledImages(train_set), LabelledImages(test_set)
