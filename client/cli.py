@@ -1,4 +1,4 @@
-"""``latentwire encode | decode | models | downscale | upscale``."""
+"""``latentwire encode | decode | models | downscale | upscale | sample``."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ def run(command: str, argv: list[str]) -> int:
             "models": _models,
             "downscale": _downscale,
             "upscale": _upscale,
+            "sample": _sample,
         }
         return commands[command](argv)
     except (LatentwireError, IRError, OSError, ValueError) as e:
@@ -206,4 +207,52 @@ def _upscale(argv: list[str]) -> int:
         target = args.out / (path.stem + f"_x{model.config.scale}.png")
         result.save(target)
         print(f"{path} ({image.width}x{image.height}) -> {target} ({result.width}x{result.height})")
+    return 0
+
+
+def _sample(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="latentwire sample",
+        description="A grid of images from a GAN/DCGAN generator, here (torch) or on a "
+        "server (--server). The same seed gives the same images.",
+    )
+    parser.add_argument("--model", default="fashion-mnist-dcgan", help="model id or package")
+    parser.add_argument("-n", type=int, default=64, help="how many images")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--columns", type=int, default=None, help="grid width (default square)")
+    parser.add_argument("-o", "--out", type=Path, default=Path("samples.png"), help="grid PNG")
+    parser.add_argument(
+        "--server", default=None, help="generate on this server instead of here (no torch needed)"
+    )
+    parser.add_argument("--api-key", default=None, help="or $LATENTWIRE_API_KEY")
+    args = parser.parse_args(argv)
+    if args.n < 1:
+        raise ValueError("-n must be at least 1")
+    import numpy as np
+
+    from latentwire.shared.pixels import grid
+
+    if args.server:
+        with _client(args) as client:
+            images = np.stack(
+                [np.atleast_3d(im) for im in client.generate(args.n, args.seed, args.model)]
+            )
+    else:
+        try:
+            from latentwire.shared.generation import generate, to_uint8
+            from latentwire.shared.models.loading import load_model
+        except ImportError as e:
+            raise OSError(
+                f"generating here needs torch ({e.name} is missing): pip install "
+                "'latentwire[server]', or generate on a server with --server URL"
+            ) from None
+        from latentwire.shared.package import package_folder
+
+        model, manifest = load_model(package_folder(args.model))
+        if manifest.task != "generate":
+            raise ValueError(f"{manifest.id} is a {manifest.task} model, not a generator")
+        images = to_uint8(generate(model, args.n, args.seed))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    grid(images, args.columns).save(args.out)
+    print(f"{args.n} images (seed {args.seed}) -> {args.out}")
     return 0

@@ -151,6 +151,20 @@ def _image_from(response: httpx.Response) -> Image.Image:
     return image
 
 
+def _generate_params(n: int, seed: int, model: str | None) -> dict[str, Any]:
+    return {"n": n, "seed": seed, "format": "msgpack", **({"model": model} if model else {})}
+
+
+def _images_from(response: httpx.Response) -> list[Image.Image]:
+    """The images of a msgpack array of PNGs."""
+    images = []
+    for data in msgpack.unpackb(response.content):
+        image = Image.open(io.BytesIO(data))
+        image.load()
+        images.append(image)
+    return images
+
+
 class Client(_Base):
     """A blocking client. ``with Client("http://127.0.0.1:8000") as c: ir = c.encode("a.png")``."""
 
@@ -213,6 +227,11 @@ class Client(_Base):
         """The server's 2x upscale of an image (same mode family: L, RGB, with alpha kept)."""
         response = self._request("POST", "/upscale", **self._upscale_args(image, model, format))
         return _image_from(response)
+
+    def generate(self, n: int = 16, seed: int = 0, model: str | None = None) -> list[Image.Image]:
+        """``n`` images from the server's generator; the same seed gives the same images."""
+        response = self._request("POST", "/generate", params=_generate_params(n, seed, model))
+        return _images_from(response)
 
     def close(self) -> None:
         self._http.close()
@@ -285,6 +304,12 @@ class AsyncClient(_Base):
     ) -> Image.Image:
         args = self._upscale_args(image, model, format)
         return _image_from(await self._request("POST", "/upscale", **args))
+
+    async def generate(
+        self, n: int = 16, seed: int = 0, model: str | None = None
+    ) -> list[Image.Image]:
+        params = _generate_params(n, seed, model)
+        return _images_from(await self._request("POST", "/generate", params=params))
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -17,7 +17,7 @@ from latentwire.server.errors import install_error_handlers
 from latentwire.server.metrics import Metrics
 from latentwire.server.middleware import BodyLimit, RequestMetrics
 from latentwire.server.registry import ModelRegistry
-from latentwire.server.routes import encode, health, models, upscale
+from latentwire.server.routes import encode, generate, health, models, upscale
 from latentwire.server.settings import Settings
 
 log = logging.getLogger("latentwire.server")
@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(models.router, dependencies=protected)
     app.include_router(encode.router, dependencies=protected)
     app.include_router(upscale.router, dependencies=protected)
+    app.include_router(generate.router, dependencies=protected)
     app.add_api_route(
         "/metrics",
         health.metrics_response,

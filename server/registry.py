@@ -15,6 +15,7 @@ from latentwire.server.batcher import DynamicBatcher
 from latentwire.server.errors import ApiError
 from latentwire.server.settings import Settings
 from latentwire.shared.decoder_package import DECODER_NAME, DecoderPackage
+from latentwire.shared.generation import generate, to_uint8
 from latentwire.shared.models.codec import FactorizedCodec, encode_images
 from latentwire.shared.models.loading import load_model
 from latentwire.shared.models.sr import SRResNet
@@ -101,6 +102,35 @@ class HostedUpscaler:
         }
 
 
+@dataclass
+class HostedGenerator:
+    """A GAN or DCGAN generator; its batcher's items are (n, seed) requests."""
+
+    manifest: Manifest
+    model: torch.nn.Module
+    device: torch.device
+    batcher: DynamicBatcher = field(init=False)
+
+    def generate_batch(self, requests: list[tuple[int, int]]) -> list[np.ndarray]:
+        """uint8 (N, H, W, C) images per request; each request runs on its own, so its
+        images depend on its seed alone, not on what it was batched with."""
+        return [to_uint8(generate(self.model, n, seed)) for n, seed in requests]
+
+    def describe(self) -> dict[str, Any]:
+        m = self.manifest
+        shape = self.model.config.shape
+        return {
+            "id": m.id,
+            "task": m.task,
+            "family": m.family,
+            "dataset": m.dataset,
+            "output": {"channels": shape.channels, "height": shape.height, "width": shape.width},
+            "classes": self.model.config.classes,
+            "metrics": m.metrics,
+            "parameters": m.parameters,
+        }
+
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -113,19 +143,20 @@ class ModelRegistry:
         self.device = pick_device(settings.device)
         self.codecs: dict[str, HostedCodec] = {}
         self.upscalers: dict[str, HostedUpscaler] = {}
+        self.generators: dict[str, HostedGenerator] = {}
 
     def load(self) -> None:
-        """Load every codec and upscaler package (shipped first, then ``model_dir``) and
-        warm each up."""
+        """Load every codec, upscaler and generator package (shipped first, then
+        ``model_dir``) and warm each up."""
         if self.settings.torch_threads:
             torch.set_num_threads(self.settings.torch_threads)
         roots = [ZOO_DIR] + ([Path(self.settings.model_dir)] if self.settings.model_dir else [])
         for root in roots:
             for folder in list_packages(root):
                 manifest = read_manifest(folder)
-                if manifest.task not in ("codec", "upscale"):
+                if manifest.task not in ("codec", "upscale", "generate"):
                     continue
-                if manifest.id in self.codecs or manifest.id in self.upscalers:
+                if manifest.id in self.hosted:
                     log.warning("%s: model %s is already loaded; skipped", folder, manifest.id)
                     continue
                 model, manifest = load_model(folder, self.device)
@@ -134,6 +165,10 @@ class ModelRegistry:
                     blank = np.zeros((8, 8, model.config.channels), dtype=np.uint8)
                     upscaler.upscale_batch([[blank]])  # warm-up
                     self.upscalers[manifest.id] = upscaler
+                elif manifest.task == "generate":
+                    generator = HostedGenerator(manifest, model, self.device)
+                    generator.generate_batch([(1, 0)])  # warm-up
+                    self.generators[manifest.id] = generator
                 else:
                     data = (folder / DECODER_NAME).read_bytes()
                     codec = HostedCodec(
@@ -167,14 +202,25 @@ class ModelRegistry:
                 size=len,
             )
             upscaler.batcher.start()
+        for generator in self.generators.values():
+            generator.batcher = DynamicBatcher(
+                generator.generate_batch,
+                executor,
+                max_batch=s.max_generate_images if s.batching else 1,
+                max_wait_ms=s.max_wait_ms if s.batching else 0,
+                capacity=s.upscale_queue_capacity,
+                on_batch=lambda n, sec, model=generator.manifest.id: on_batch(model, n, sec),
+                size=lambda request: request[0],
+            )
+            generator.batcher.start()
 
     async def stop(self) -> None:
-        for hosted in [*self.codecs.values(), *self.upscalers.values()]:
+        for hosted in self.hosted.values():
             await hosted.batcher.stop()
 
     @property
-    def hosted(self) -> dict[str, HostedCodec | HostedUpscaler]:
-        return {**self.codecs, **self.upscalers}
+    def hosted(self) -> dict[str, HostedCodec | HostedUpscaler | HostedGenerator]:
+        return {**self.codecs, **self.upscalers, **self.generators}
 
     def upscaler(self, model_id: str | None) -> HostedUpscaler:
         model_id = model_id or self.settings.default_upscaler
@@ -185,6 +231,17 @@ class ModelRegistry:
                 404,
                 "unknown_model",
                 f"no upscaler {model_id!r}; have {sorted(self.upscalers) or 'none'}",
+            ) from None
+
+    def generator(self, model_id: str | None) -> HostedGenerator:
+        model_id = model_id or self.settings.default_generator
+        try:
+            return self.generators[model_id]
+        except KeyError:
+            raise ApiError(
+                404,
+                "unknown_model",
+                f"no generator {model_id!r}; have {sorted(self.generators) or 'none'}",
             ) from None
 
     def get(self, model_id: str) -> HostedCodec:

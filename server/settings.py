@@ -40,8 +40,12 @@ class Settings(BaseSettings):
     upscale_overlap: int = Field(24, ge=0, description="context around each tile (no seams)")
     upscale_max_tiles: int = Field(32, ge=1, description="tiles per upscale batch")
     upscale_queue_capacity: int = Field(
-        64, ge=1, description="upscale requests waiting per model before 503"
+        64, ge=1, description="/upscale and /generate requests waiting per model before 503"
     )
+    default_generator: str = Field(
+        "fashion-mnist-dcgan", description="generator used by /generate when none is named"
+    )
+    max_generate_images: int = Field(256, ge=1, description="images per /generate request")
     torch_threads: int = Field(
         0, ge=0, description="CPU threads for the models; 0 = torch's default (one per core)"
     )

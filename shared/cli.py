@@ -11,7 +11,7 @@ import sys
 
 # name -> (module with main(argv), extra it needs, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "train": ("latentwire.training.cli", "training", "train a model (ae, ...)"),
+    "train": ("latentwire.training.cli", "training", "train a model (ae, codec, sr, gan, ...)"),
     "eval": ("latentwire.training.cli", "training", "measure a checkpoint or model package"),
     "export": ("latentwire.training.cli", "training", "turn a checkpoint into a model package"),
     "serve": ("latentwire.server.cli", "server", "run the HTTP server"),
@@ -20,6 +20,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "models": ("latentwire.client.cli", "client", "list a server's models"),
     "downscale": ("latentwire.client.cli", "client", "make LR images for SR training"),
     "upscale": ("latentwire.client.cli", "client", "upscale images 2x, here or on a server"),
+    "sample": (
+        "latentwire.client.cli",
+        "client",
+        "a grid of generated images, here or on a server",
+    ),
 }
 
 USAGE = "usage: latentwire COMMAND [options]   (latentwire COMMAND --help for each)"

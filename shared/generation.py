@@ -1,14 +1,11 @@
-"""Sampling a generator (``gan``, ``dcgan``): the noise a seed stands for, the images, and
-the grid they are shown in. Shared by training (sample grids, scores), ``latentwire
+"""Sampling a generator (``gan``, ``dcgan``): the noise a seed stands for and the images.
+Shared by training (sample grids, scores), ``latentwire
 sample`` and ``POST /generate``, so one seed means the same images everywhere."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 
 
@@ -41,16 +38,3 @@ def generate(generator: nn.Module, n: int, seed: int, batch: int = 500) -> torch
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """(N, C, H, W) in [0, 1] -> uint8 (N, H, W, C)."""
     return images.mul(255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-
-
-def grid(images: np.ndarray, columns: int | None = None, gap: int = 2) -> Image.Image:
-    """uint8 images (N, H, W, C) side by side, ``columns`` a row (default: a square),
-    with a ``gap``-pixel gray border; L for one channel, RGB for three."""
-    n, h, w, c = images.shape
-    columns = columns or math.ceil(math.sqrt(n))
-    rows = math.ceil(n / columns)
-    canvas = np.full((rows * (h + gap) + gap, columns * (w + gap) + gap, c), 128, np.uint8)
-    for i, image in enumerate(images):
-        top, left = gap + (i // columns) * (h + gap), gap + (i % columns) * (w + gap)
-        canvas[top : top + h, left : left + w] = image
-    return Image.fromarray(canvas[..., 0] if c == 1 else canvas, "L" if c == 1 else "RGB")

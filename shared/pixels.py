@@ -7,6 +7,8 @@ route and command that feeds a model goes through :func:`standard_image` first.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from PIL import ExifTags, Image, ImageOps
 
@@ -50,3 +52,16 @@ def standard_image(image: Image.Image) -> Image.Image:
     elif image.mode not in STANDARD_MODES:  # CMYK, YCbCr, LAB, HSV, RGBX
         image = image.convert("RGB")
     return image
+
+
+def grid(images: np.ndarray, columns: int | None = None, gap: int = 2) -> Image.Image:
+    """uint8 images (N, H, W, C) side by side, ``columns`` a row (default: a square),
+    with a ``gap``-pixel gray border; L for one channel, RGB for three."""
+    n, h, w, c = images.shape
+    columns = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    canvas = np.full((rows * (h + gap) + gap, columns * (w + gap) + gap, c), 128, np.uint8)
+    for i, image in enumerate(images):
+        top, left = gap + (i // columns) * (h + gap), gap + (i % columns) * (w + gap)
+        canvas[top : top + h, left : left + w] = image
+    return Image.fromarray(canvas[..., 0] if c == 1 else canvas, "L" if c == 1 else "RGB")

@@ -241,7 +241,8 @@ def _eval_gan(argv: list[str]) -> int:
     parser.add_argument("--out", default=None, help="folder for gan_metrics.json, samples.png")
     args = parser.parse_args(argv)
 
-    from latentwire.shared.generation import generate, grid, to_uint8
+    from latentwire.shared.generation import generate, to_uint8
+    from latentwire.shared.pixels import grid
     from latentwire.training.export import labelled_sets, model_from_checkpoint
     from latentwire.training.gan_score import load_scorer, score_generator
 

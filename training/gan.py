@@ -16,9 +16,6 @@ both networks (Fashion-MNIST and MNIST).
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,23 +23,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, Subset
-from torch.utils.data.distributed import DistributedSampler
-from tqdm import tqdm
+from torch.utils.data import Dataset, Subset
 
-from latentwire.shared.generation import generate, grid, to_uint8
-from latentwire.shared.models import ImageShape, config_to_dict, get_model
+from latentwire.shared.generation import generate, to_uint8
+from latentwire.shared.models import ImageShape, get_model
+from latentwire.shared.pixels import grid
 from latentwire.training import autoencoder, distributed
-from latentwire.training.checkpoint import (
-    latest_checkpoint,
-    load_checkpoint,
-    save_checkpoint,
-    set_rng_state,
-)
-from latentwire.training.evaluate import save_loss_curve
-from latentwire.training.loop import LoopConfig, add_loop_arguments, hardware, weights_digest
-
-log = logging.getLogger("latentwire.train")
+from latentwire.training.adversarial import fit_adversarial
+from latentwire.training.loop import LoopConfig, add_loop_arguments
 
 ARCHS = ("gan", "dcgan")
 # `latentwire train gan` and `latentwire train dcgan` are this one recipe.
@@ -119,10 +107,8 @@ def build(cfg: TrainConfig, shape: ImageShape, classes: int) -> tuple[nn.Module,
 
 
 def save_grid(generator: nn.Module, path: Path, n: int = 64) -> None:
-    was_training = generator.training
-    generator.eval()
+    """Samples of the fixed noise batch (the generator must be in eval mode)."""
     grid(to_uint8(generate(generator, n, SAMPLE_SEED)), columns=8).save(path)
-    generator.train(was_training)
 
 
 def _flip(images: torch.Tensor) -> torch.Tensor:
@@ -141,9 +127,9 @@ def train_step(
     opt_d: torch.optim.Optimizer,
     real: torch.Tensor,
     labels: torch.Tensor | None,
-    latent: int,
 ) -> tuple[float, float]:
     """One discriminator update, then one generator update; returns (d loss, g loss)."""
+    latent = (g.module if isinstance(g, DistributedDataParallel) else g).config.latent
     z = torch.randn(len(real), latent, device=real.device)
     fake = g(z, labels)
     d_loss = _bce(d(real, labels), 1.0) + _bce(d(fake.detach(), labels), 0.0)
@@ -177,103 +163,31 @@ def _train(cfg: TrainConfig, runtime: distributed.Runtime) -> nn.Module:
     betas = (cfg.beta1, 0.999)
     opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr, betas=betas)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr_d or cfg.lr, betas=betas)
-    history: dict[str, list[float]] = {"train": [], "d": []}
-    start_epoch, seconds = 0, 0.0
 
-    checkpoint = latest_checkpoint(out) if cfg.resume else None
-    if checkpoint is not None:
-        state = load_checkpoint(checkpoint, map_location=device)
-        generator.load_state_dict(state["model"])
-        discriminator.load_state_dict(state["discriminator"])
-        opt_g.load_state_dict(state["optimizer"])
-        opt_d.load_state_dict(state["optimizer_d"])
-        history, start_epoch, seconds = state["history"], state["epoch"], state["seconds"]
-        set_rng_state(state["rng"])
-        log.info("resumed from %s (epoch %d)", checkpoint, start_epoch)
+    def step(g: nn.Module, d: nn.Module, batch) -> tuple[float, float]:
+        real, labels = batch
+        real = real.to(device, non_blocking=True)
+        if cfg.flip:
+            real = _flip(real)
+        return train_step(g, d, opt_g, opt_d, real, labels.to(device) if classes else None)
 
-    g, d = generator, discriminator
-    if runtime.distributed:
-        g, d = DistributedDataParallel(generator), DistributedDataParallel(discriminator)
-    sampler = DistributedSampler(
-        train_set, num_replicas=runtime.world_size, rank=runtime.rank, seed=cfg.seed
-    )
-    loader = DataLoader(
+    def end_of_epoch(generator: nn.Module, epoch: int) -> dict[str, float]:
+        if epoch % cfg.sample_every == 0:
+            save_grid(generator, out / f"samples_epoch{epoch:04d}.png")
+        return {}
+
+    return fit_adversarial(
+        cfg,
+        runtime,
+        generator,
+        discriminator,
+        opt_g,
+        opt_d,
         train_set,
-        batch_size=cfg.batch_size,
-        sampler=sampler,
-        num_workers=cfg.workers,
+        step,
+        end_of_epoch,
         drop_last=True,  # BatchNorm and the D/G balance want full batches
-        pin_memory=device.type == "cuda",
     )
-    saved_config = {
-        **dataclasses.asdict(cfg),
-        "model": {"family": generator.family, "config": config_to_dict(generator.config)},
-        "discriminator": {
-            "family": discriminator.family,
-            "config": config_to_dict(discriminator.config),
-        },
-    }
-
-    for epoch in range(start_epoch, cfg.epochs):
-        began = time.perf_counter()
-        sampler.set_epoch(epoch)
-        g.train()
-        d.train()
-        g_total = d_total = 0.0
-        steps = 0
-        bar = tqdm(
-            loader,
-            desc=f"epoch {epoch + 1}/{cfg.epochs}",
-            leave=False,
-            disable=not (cfg.progress and runtime.is_main),
-        )
-        for real, labels in bar:
-            real = real.to(device, non_blocking=True)
-            labels = labels.to(device) if classes else None
-            if cfg.flip:
-                real = _flip(real)
-            d_loss, g_loss = train_step(g, d, opt_g, opt_d, real, labels, cfg.latent)
-            d_total += d_loss
-            g_total += g_loss
-            steps += 1
-            bar.set_postfix(d=f"{d_loss:.3f}", g=f"{g_loss:.3f}")
-        seconds += time.perf_counter() - began
-
-        if runtime.is_main:
-            history["train"].append(g_total / max(steps, 1))
-            history["d"].append(d_total / max(steps, 1))
-            if (epoch + 1) % cfg.sample_every == 0:
-                save_grid(generator, out / f"samples_epoch{epoch + 1:04d}.png")
-            path = save_checkpoint(
-                out,
-                epoch + 1,
-                {
-                    "model": generator.state_dict(),
-                    "discriminator": discriminator.state_dict(),
-                    "optimizer": opt_g.state_dict(),
-                    "optimizer_d": opt_d.state_dict(),
-                    "history": history,
-                    "seconds": seconds,
-                    "hardware": hardware(),
-                    "config": saved_config,
-                },
-            )
-            log.info(
-                "epoch %d/%d  d %.4f  g %.4f  %.0f s -> %s",
-                epoch + 1,
-                cfg.epochs,
-                history["d"][-1],
-                history["train"][-1],
-                seconds,
-                path.name,
-            )
-        distributed.barrier(runtime)
-
-    generator.eval()
-    if runtime.is_main:
-        save_loss_curve(history, out / "loss_curve.png")
-    log.info("rank %d final weights sha256 %s", runtime.rank, weights_digest(generator))
-    return generator
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,29 +8,17 @@ lambda_perceptual * MSE of VGG19 relu5_4 features + lambda_adv * BCE(D(G(lr)), 1
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
-from torch.utils.data.distributed import DistributedSampler
-from tqdm import tqdm
 
-from latentwire.shared.models import config_to_dict, get_model
+from latentwire.shared.models import get_model
 from latentwire.training import distributed
-from latentwire.training.checkpoint import (
-    latest_checkpoint,
-    load_checkpoint,
-    save_checkpoint,
-    set_rng_state,
-)
-from latentwire.training.evaluate import save_loss_curve
-from latentwire.training.loop import hardware, weights_digest
+from latentwire.training.adversarial import fit_adversarial
+from latentwire.training.checkpoint import latest_checkpoint, load_checkpoint
 from latentwire.training.sr import (
     TrainConfig,
     build_generator,
@@ -144,107 +132,35 @@ def _train(cfg: TrainConfig, runtime, lambda_perceptual: float, vgg_weights) -> 
     vgg = VGGFeatures(vgg_weights).to(device) if vgg_weights else None
     opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr_d, betas=(0.9, 0.999))
-    history: dict[str, list[float]] = {"train": [], "test": [], "d": []}
-    start_epoch, seconds = 0, 0.0
-
-    checkpoint = latest_checkpoint(out) if cfg.resume else None
-    if checkpoint is not None:
-        state = load_checkpoint(checkpoint, map_location=device)
-        generator.load_state_dict(state["model"])
-        discriminator.load_state_dict(state["discriminator"])
-        opt_g.load_state_dict(state["optimizer"])
-        opt_d.load_state_dict(state["optimizer_d"])
-        history, start_epoch, seconds = state["history"], state["epoch"], state["seconds"]
-        set_rng_state(state["rng"])
-        log.info("resumed from %s (epoch %d)", checkpoint, start_epoch)
-    else:
+    if not cfg.resume or latest_checkpoint(out) is None:
         generator.load_state_dict(load_checkpoint(cfg.init, map_location=device)["model"])
-
-    g, d = generator, discriminator
-    if runtime.distributed:
-        g, d = DistributedDataParallel(generator), DistributedDataParallel(discriminator)
-    sampler = DistributedSampler(
-        train_set, num_replicas=runtime.world_size, rank=runtime.rank, seed=cfg.seed
-    )
-    loader = DataLoader(
-        train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers
-    )
     autocast = torch.autocast("cuda", torch.bfloat16, enabled=device.type == "cuda")
-    saved_config = {
-        **dataclasses.asdict(cfg),
-        "model": {"family": generator.family, "config": config_to_dict(generator.config)},
-    }
 
-    for epoch in range(start_epoch, cfg.epochs):
-        began = time.perf_counter()
-        sampler.set_epoch(epoch)
-        train_set.set_epoch(epoch)
-        g.train()
-        d.train()
-        g_total = d_total = 0.0
-        steps = 0
-        bar = tqdm(
-            loader,
-            desc=f"epoch {epoch + 1}/{cfg.epochs}",
-            leave=False,
-            disable=not (cfg.progress and runtime.is_main),
-        )
-        for lr, hr in bar:
-            lr, hr = lr.to(device), hr.to(device)
-            with autocast:
-                sr = g(lr)
-                d_loss = discriminator_loss(d, hr, sr.detach())
-            opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            opt_d.step()
+    def step(g: nn.Module, d: nn.Module, batch) -> tuple[float, float]:
+        lr, hr = (t.to(device, non_blocking=True) for t in batch)
+        with autocast:
+            sr = g(lr)
+            d_loss = discriminator_loss(d, hr, sr.detach())
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_d.step()
+        with autocast:
+            g_loss = generator_loss(d, vgg, sr, hr, cfg, lambda_perceptual)
+        opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        opt_g.step()
+        return d_loss.item(), g_loss.item()
 
-            with autocast:
-                g_loss = generator_loss(d, vgg, sr, hr, cfg, lambda_perceptual)
-            opt_g.zero_grad(set_to_none=True)
-            g_loss.backward()
-            opt_g.step()
-            g_total += g_loss.item()
-            d_total += d_loss.item()
-            steps += 1
-            bar.set_postfix(g=f"{g_loss.item():.4f}", d=f"{d_loss.item():.3f}")
-        seconds += time.perf_counter() - began
+    def end_of_epoch(generator: nn.Module, epoch: int) -> dict[str, float]:
+        val = evaluate_generator(generator, val_set, device, F.l1_loss)
+        if epoch % cfg.sample_every == 0:
+            save_samples(generator, val_set, device, out, epoch)
+        return {
+            "test": val["loss"],
+            "val_psnr_db": val["psnr_db"],
+            "bicubic_psnr_db": val["bicubic_psnr_db"],
+        }
 
-        if runtime.is_main:
-            generator.eval()
-            val = evaluate_generator(generator, val_set, device, F.l1_loss)
-            history["train"].append(g_total / steps)
-            history["d"].append(d_total / steps)
-            history["test"].append(val["loss"])
-            if (epoch + 1) % cfg.sample_every == 0:
-                save_samples(generator, val_set, device, out, epoch + 1)
-            path = save_checkpoint(
-                out,
-                epoch + 1,
-                {
-                    "model": generator.state_dict(),
-                    "discriminator": discriminator.state_dict(),
-                    "optimizer": opt_g.state_dict(),
-                    "optimizer_d": opt_d.state_dict(),
-                    "history": history,
-                    "seconds": seconds,
-                    "hardware": hardware(),
-                    "config": saved_config,
-                },
-            )
-            log.info(
-                "epoch %d/%d  g %.5g  d %.4g  val psnr %.2f dB (bicubic %.2f) -> %s",
-                epoch + 1,
-                cfg.epochs,
-                g_total / steps,
-                d_total / steps,
-                val["psnr_db"],
-                val["bicubic_psnr_db"],
-                path.name,
-            )
-        distributed.barrier(runtime)
-
-    generator.eval()
-    if runtime.is_main:
-        save_loss_curve(history, out / "loss_curve.png")
-    log.info("rank %d final weights sha256 %s", runtime.rank, weights_digest(generator))
-    return generator
+    return fit_adversarial(
+        cfg, runtime, generator, discriminator, opt_g, opt_d, train_set, step, end_of_epoch
+    )
