@@ -120,7 +120,7 @@ def load_data(cfg: TrainConfig) -> tuple[PatchPairs, CenterPairs]:
     )
     log.info(
         "%d training photos (%d skipped as too small), %d held out for validation",
-        len(train.images),
+        len(train.photos),
         train.skipped,
         len(val_files),
     )

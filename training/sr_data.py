@@ -1,4 +1,4 @@
-"""Training data for super-resolution: random LR/HR patch pairs cut from photos."""
+"""Training data cut from photos: random patches (photo codecs), LR/HR pairs (super-resolution)."""
 
 from __future__ import annotations
 
@@ -52,15 +52,82 @@ def _to_tensor(pixels: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(pixels)).permute(2, 0, 1).float().div_(255.0)
 
 
-class PatchPairs(Dataset):
-    """``length`` random (LR, HR) pairs a epoch: HR patches of ``patch`` pixels, LR 1/scale.
+class RandomPatches(Dataset):
+    """``length`` random ``patch``-pixel squares a epoch, cut from photos (RGB in [0, 1]).
 
-    LR patches are the antialiased bicubic downscale of the HR patch, or, with ``lr_dir``,
-    the matching crop of the same-named file there (made by ``latentwire downscale``).
     Augmentation: horizontal and vertical flips, rotation by 0/90/180/270. Each item is
     drawn from a generator seeded by (seed, epoch, index): resumed and distributed runs
-    see exactly the patches an uninterrupted single-process run would.
+    see exactly the patches an uninterrupted single-process run would. Photos smaller than
+    the patch are skipped (and counted in the log). Patch corners fall on multiples of
+    ``align``.
     """
+
+    def __init__(
+        self,
+        files: list[Path],
+        patch: int,
+        length: int,
+        seed: int = 0,
+        augment: bool = True,
+        align: int = 1,
+    ) -> None:
+        self.patch, self.length, self.align = patch, length, align
+        self.seed, self.epoch, self.augment = seed, 0, augment
+        self.files: list[Path] = []
+        self.photos: list[np.ndarray] = []
+        self.skipped = 0
+        for path in files:
+            with Image.open(path) as image:
+                photo = modcrop(image.convert("RGB"), align)
+            if min(photo.size) < patch:
+                self.skipped += 1
+                continue
+            self.files.append(path)
+            self.photos.append(np.asarray(photo))
+        if not self.photos:
+            raise DatasetError(f"none of the {len(files)} images is at least {patch}x{patch}")
+        if self.skipped:
+            log.info("skipped %d images smaller than the %d-pixel patch", self.skipped, patch)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def window(self, index: int) -> tuple[np.random.Generator, int, int, int]:
+        """(the item's generator, photo index, top, left) of item ``index`` this epoch."""
+        g = np.random.default_rng([self.seed, self.epoch, index])
+        which = int(g.integers(len(self.photos)))
+        height, width = self.photos[which].shape[:2]
+        a, p = self.align, self.patch
+        top = int(g.integers((height - p) // a + 1)) * a
+        left = int(g.integers((width - p) // a + 1)) * a
+        return g, which, top, left
+
+    def augmented(self, g: np.random.Generator, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        """The same random rotation and flips applied to every array."""
+        if not self.augment:
+            return arrays
+        k, flip_h, flip_v = int(g.integers(4)), g.integers(2), g.integers(2)
+        out = []
+        for a in arrays:
+            a = np.rot90(a, k)
+            a = a[:, ::-1] if flip_h else a
+            out.append(a[::-1] if flip_v else a)
+        return out
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        g, which, top, left = self.window(index)
+        p = self.patch
+        (patch,) = self.augmented(g, [self.photos[which][top : top + p, left : left + p]])
+        return _to_tensor(patch)
+
+
+class PatchPairs(RandomPatches):
+    """Random (LR, HR) pairs: HR patches of ``patch`` pixels (see :class:`RandomPatches`),
+    LR 1/scale: the antialiased bicubic downscale of the HR patch, or, with ``lr_dir``, the
+    matching crop of the same-named file there (made by ``latentwire downscale``)."""
 
     def __init__(
         self,
@@ -74,50 +141,25 @@ class PatchPairs(Dataset):
     ) -> None:
         if patch % scale:
             raise ValueError(f"patch size {patch} must be a multiple of the scale {scale}")
-        self.patch, self.scale, self.length = patch, scale, length
-        self.seed, self.epoch, self.augment = seed, 0, augment
-        self.images: list[tuple[np.ndarray, np.ndarray | None]] = []
-        self.skipped = 0
-        for path in files:
-            with Image.open(path) as image:
-                hr = modcrop(image.convert("RGB"), scale)
-            if min(hr.size) < patch:
-                self.skipped += 1
-                continue
-            lr = None
-            if lr_dir is not None:
-                lr = _read_lr(Path(lr_dir) / path.name, hr.size, scale)
-            self.images.append((np.asarray(hr), lr))
-        if not self.images:
-            raise DatasetError(f"none of the {len(files)} images is at least {patch}x{patch}")
-        if self.skipped:
-            log.info("skipped %d images smaller than the %d-pixel patch", self.skipped, patch)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.length
+        super().__init__(files, patch, length, seed, augment, align=scale)
+        self.scale = scale
+        self.low: list[np.ndarray | None] = [None] * len(self.photos)
+        if lr_dir is not None:
+            self.low = [
+                _read_lr(Path(lr_dir) / path.name, photo.shape[1::-1], scale)
+                for path, photo in zip(self.files, self.photos, strict=True)
+            ]
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        g = np.random.default_rng([self.seed, self.epoch, index])
-        hr, lr = self.images[g.integers(len(self.images))]
+        g, which, top, left = self.window(index)
         s, p = self.scale, self.patch
-        top = int(g.integers((hr.shape[0] - p) // s + 1)) * s
-        left = int(g.integers((hr.shape[1] - p) // s + 1)) * s
-        hr_patch = hr[top : top + p, left : left + p]
+        hr_patch = self.photos[which][top : top + p, left : left + p]
+        lr = self.low[which]
         if lr is None:
             lr_patch = np.asarray(downscale(Image.fromarray(hr_patch), s))
         else:
             lr_patch = lr[top // s : (top + p) // s, left // s : (left + p) // s]
-        if self.augment:
-            k, flip_h, flip_v = int(g.integers(4)), g.integers(2), g.integers(2)
-            pair = []
-            for a in (lr_patch, hr_patch):
-                a = np.rot90(a, k)
-                a = a[:, ::-1] if flip_h else a
-                pair.append(a[::-1] if flip_v else a)
-            lr_patch, hr_patch = pair
+        lr_patch, hr_patch = self.augmented(g, [lr_patch, hr_patch])
         return _to_tensor(lr_patch), _to_tensor(hr_patch)
 
 

@@ -21,37 +21,57 @@ from latentwire.shared.models.layers import GDN, conv, deconv
 from latentwire.shared.models.registry import ImageShape, register_family
 from latentwire.shared.wire import IR
 
+TRANSFORMS = ("gdn", "conv", "bmshj2018")
+
 
 @dataclass(frozen=True)
 class FactorizedCodecConfig:
-    shape: ImageShape
-    transform: str = "gdn"  # "gdn", or "conv": the MNIST prototype's transforms with a prior
+    shape: ImageShape  # the image geometry; for "bmshj2018" the channels only (any size)
+    transform: str = "gdn"  # see FactorizedCodec
     filters: int = 64  # N: width of the hidden layers
     latent_channels: int = 32  # M: channels of the coded latent
 
     def __post_init__(self) -> None:
-        if self.transform not in ("gdn", "conv"):
-            raise ValueError(f"transform must be 'gdn' or 'conv', not {self.transform!r}")
+        if self.transform not in TRANSFORMS:
+            raise ValueError(f"transform must be one of {TRANSFORMS}, not {self.transform!r}")
 
 
 @register_family("factorized", FactorizedCodecConfig)
 class FactorizedCodec(nn.Module):
-    """A stride-4 codec for small images with a factorized prior (after Ballé et al. 2018).
+    """Codecs with a factorized prior (after Ballé et al. 2018, "bmshj2018-factorized").
 
-    ``gdn``: conv5/2 GDN conv5/2 GDN conv3 -> M x H/4 x W/4, mirrored with IGDN.
+    ``gdn``: conv5/2 GDN conv5/2 GDN conv3 -> M x H/4 x W/4, mirrored with IGDN; for small
+    images of one fixed size (height and width multiples of 4).
     ``conv``: the ``conv`` prototype autoencoder's encoder and decoder (latent 16 x H/4 x W/4).
-    Images are in [-1, 1]; height and width must be multiples of 4.
+    ``bmshj2018``: the paper's transforms, four conv5/2 with GDN between (stride 16),
+    mirrored with IGDN; fully convolutional, so one model codes images of any size
+    (:func:`encode_any_size` pads to a multiple of 16; the IR carries the true size).
+    Images are in [-1, 1].
     """
-
-    stride = 4
 
     def __init__(self, config: FactorizedCodecConfig) -> None:
         super().__init__()
         self.config = config
         s, n, m = config.shape, config.filters, config.latent_channels
-        if s.height % self.stride or s.width % self.stride:
+        self.any_size = config.transform == "bmshj2018"
+        self.stride = 16 if self.any_size else 4
+        if not self.any_size and (s.height % self.stride or s.width % self.stride):
             raise ValueError(f"height and width must be multiples of {self.stride}")
-        if config.transform == "conv":
+        if self.any_size:
+            c = s.channels
+            self.analysis = nn.Sequential(
+                conv(c, n), GDN(n), conv(n, n), GDN(n), conv(n, n), GDN(n), conv(n, m)
+            )
+            self.synthesis = nn.Sequential(
+                deconv(m, n),
+                GDN(n, inverse=True),
+                deconv(n, n),
+                GDN(n, inverse=True),
+                deconv(n, n),
+                GDN(n, inverse=True),
+                deconv(n, c),
+            )
+        elif config.transform == "conv":
             prototype = ConvAutoencoder(ConvConfig(s))
             self.analysis, self.synthesis = prototype.encoder, prototype.decoder
             m = 16
@@ -67,7 +87,8 @@ class FactorizedCodec(nn.Module):
                 deconv(n, s.channels),
             )
         self.prior = FactorizedPrior(m)
-        self.latent_shape = (m, s.height // self.stride, s.width // self.stride)
+        # (M, 0, 0) for any-size models: the latent's size follows the image's.
+        self.latent_shape = (m, 0, 0) if self.any_size else (m, s.height // 4, s.width // 4)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(reconstruction, likelihoods of the quantized latent)."""
@@ -101,3 +122,25 @@ def encode_images(codec: FactorizedCodec, package: DecoderPackage, x: torch.Tens
             payload = encode_latent(latent, package.tables)
             irs.append(IR(package.model, package.digest, payload).to_bytes())
     return irs
+
+
+def pad_to_stride(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """(N, C, H, W) padded at the bottom and right, by repeating the edge, to multiples of
+    ``stride`` (an edge costs fewer bits than a black border; the decoder crops it off)."""
+    h, w = x.shape[-2:]
+    pad_h, pad_w = -h % stride, -w % stride
+    if not pad_h and not pad_w:
+        return x
+    return torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+
+
+def encode_any_size(codec: FactorizedCodec, package: DecoderPackage, x: torch.Tensor) -> bytes:
+    """The IR of one image ``x`` (C, H, W) in [-1, 1] of any size, for an any-size codec.
+
+    One image per analysis call: the latent of an image then never depends on what else
+    was sent, and memory grows with the one image (measured in the README).
+    """
+    h, w = x.shape[-2:]
+    latent = codec.quantized_latent(pad_to_stride(x[None], codec.stride))[0]
+    payload = encode_latent(latent, package.tables)
+    return IR(package.model, package.digest, payload, size=(h, w)).to_bytes()
