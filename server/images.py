@@ -50,8 +50,9 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
 
 
 def to_model_input(image: Image.Image, channels: int, height: int, width: int) -> np.ndarray:
-    """uint8 (C, H, W) in the model's geometry, or a 422 saying what the model accepts."""
-    if image.size != (width, height):
+    """uint8 (C, H, W) in the model's geometry (height and width 0: any size), or a 422
+    saying what the model accepts."""
+    if height and image.size != (width, height):
         kind = "grayscale" if channels == 1 else "RGB"
         raise ApiError(
             422,

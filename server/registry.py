@@ -10,19 +10,22 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from latentwire.server.batcher import DynamicBatcher
 from latentwire.server.errors import ApiError
 from latentwire.server.settings import Settings
 from latentwire.shared.decoder_package import DECODER_NAME, DecoderPackage
 from latentwire.shared.generation import generate, to_uint8
-from latentwire.shared.models.codec import FactorizedCodec, encode_images
+from latentwire.shared.models.codec import FactorizedCodec, encode_any_size, encode_images
 from latentwire.shared.models.loading import load_model
 from latentwire.shared.models.sr import SRResNet
 from latentwire.shared.package import ZOO_DIR, Manifest, list_packages, read_manifest
 from latentwire.shared.upscaling import run_windows
 
 log = logging.getLogger("latentwire.server")
+
+AUTO = "auto"  # the model name that picks a codec by the image
 
 
 @dataclass
@@ -45,9 +48,18 @@ class HostedCodec:
         return self.decoder.image_shape
 
     def encode_batch(self, images: list[np.ndarray]) -> list[bytes]:
-        """uint8 (C, H, W) images -> IRs; runs in the batcher's worker thread."""
-        x = torch.from_numpy(np.stack(images)).to(self.device, torch.float32)
-        return encode_images(self.model, self.decoder, x.div_(127.5).sub_(1.0))
+        """uint8 (C, H, W) images -> IRs; runs in the batcher's worker thread. An any-size
+        codec codes each image on its own (they differ in size)."""
+        if self.model.any_size:
+            return [
+                encode_any_size(self.model, self.decoder, self._to_model(image[None])[0])
+                for image in images
+            ]
+        return encode_images(self.model, self.decoder, self._to_model(np.stack(images)))
+
+    def _to_model(self, pixels: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(pixels).to(self.device, torch.float32)
+        return x.div_(127.5).sub_(1.0)
 
     def describe(self) -> dict[str, Any]:
         c, h, w = self.shape
@@ -59,7 +71,7 @@ class HostedCodec:
             "family": m.family,
             "dataset": m.dataset,
             "quality": m.quality,
-            "input": {"channels": c, "height": h, "width": w},
+            "input": {"channels": c, "height": h or None, "width": w or None},  # None: any
             "digest": f"{self.decoder.digest:08x}",
             "metrics": m.metrics,
             "parameters": m.parameters,
@@ -174,7 +186,8 @@ class ModelRegistry:
                     codec = HostedCodec(
                         manifest, model, data, DecoderPackage.from_bytes(data), self.device
                     )
-                    codec.encode_batch([np.zeros(codec.shape, dtype=np.uint8)])  # warm-up
+                    warm = tuple(side or 64 for side in codec.shape)  # 0: any size
+                    codec.encode_batch([np.zeros(warm, dtype=np.uint8)])
                     self.codecs[manifest.id] = codec
                 log.info("loaded %s on %s", manifest.id, self.device)
 
@@ -251,6 +264,22 @@ class ModelRegistry:
             raise ApiError(
                 404, "unknown_model", f"no model {model_id!r} here; see GET /models"
             ) from None
+
+    def auto_codec_name(self, image: Image.Image) -> str:
+        """``model=auto``: an image the small codec takes exactly (its size, grayscale) goes
+        to it; any other to the photo codec, when one is loaded."""
+        small = self.settings.small_codec
+        fits = [
+            c
+            for c in self.codecs.values()
+            if c.name == small
+            and c.shape[1:] == (image.height, image.width)
+            and (c.shape[0] == 1) == (image.mode in ("L", "LA"))
+        ]
+        photo = self.settings.photo_codec
+        if fits or not any(c.name == photo for c in self.codecs.values()):
+            return small  # without a photo codec, the small one's 422 says what it takes
+        return photo
 
     def resolve(self, model: str | None, quality: int | None) -> HostedCodec:
         """A codec by name and quality (``fashion-mnist``, 3) or by full id."""

@@ -17,7 +17,13 @@ class Settings(BaseSettings):
         None, description="folder of extra model packages, loaded beside the shipped ones"
     )
     device: str = Field("auto", description="auto (CUDA when present), cpu, cuda or cuda:N")
-    default_model: str = Field("fashion-mnist", description="codec used when none is named")
+    default_model: str = Field(
+        "auto", description="codec used when none is named; auto picks by the image"
+    )
+    small_codec: str = Field(
+        "fashion-mnist", description="auto: the codec for images of its exact size and mode"
+    )
+    photo_codec: str = Field("photo", description="auto: the codec for every other image")
     default_quality: int = Field(3, ge=1, description="quality used when none is named")
     max_body_bytes: int = Field(16 << 20, ge=1024, description="largest request body (413)")
     max_pixels: int = Field(

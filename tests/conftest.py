@@ -70,3 +70,33 @@ def wheel(tmp_path_factory):
         check=True,
     )
     return next(out.glob("latentwire-*.whl"))
+
+
+@pytest.fixture(scope="session")
+def tiny_photo_codec(tmp_path_factory, data_dir):
+    """An any-size photo codec trained here briefly on real photo patches and exported as
+    `photo-q3` (the name `model=auto` sends photos to): the whole path, quickly."""
+    from latentwire.training.checkpoint import latest_checkpoint
+    from latentwire.training.codec import TrainConfig, train
+    from latentwire.training.export import export_codec
+
+    root = tmp_path_factory.mktemp("tiny_photo_codec")
+    train(
+        TrainConfig(
+            dataset="photos",
+            data_dir=str(data_dir),
+            transform="bmshj2018",
+            filters=16,
+            latent_channels=24,
+            patch=64,
+            patches_per_epoch=256,
+            batch_size=16,
+            epochs=1,
+            quality=3,
+            out=str(root / "run"),
+            progress=False,
+            command="latentwire train codec (test)",
+        )
+    )
+    export_codec(latest_checkpoint(root / "run"), root / "models" / "photo", "photo-q3")
+    return root / "models"

@@ -155,12 +155,14 @@ def _export(argv: list[str]) -> int:
                 f"(bicubic {m['psnr_y_db_bicubic']:.2f})"
             )
     elif cfg["model"]["family"] == "factorized":
-        model_id = args.id or f"{cfg['dataset']}-q{cfg['quality']}"
+        name = "photo" if cfg["dataset"] == "photos" else cfg["dataset"]
+        model_id = args.id or f"{name}-q{cfg['quality']}"
         manifest = export_codec(args.checkpoint, args.out, model_id, args.data_dir)
         m = manifest.metrics
+        per_image = f"{m['ir_bytes']:.1f} B per image, " if "ir_bytes" in m else ""
         print(
-            f"wrote {args.out}: {manifest.id}, {m['ir_bytes']:.1f} B per image "
-            f"({m['bpp']:.3f} bpp) at {m['psnr_db']:.2f} dB"
+            f"wrote {args.out}: {manifest.id}, {per_image}{m['bpp']:.3f} bpp at "
+            f"{m['psnr_db']:.2f} dB ({m.get('test_set', 'test set')})"
         )
     else:
         manifest = export_autoencoder(args.checkpoint, args.out, args.id, args.data_dir)

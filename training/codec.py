@@ -1,6 +1,12 @@
 """Recipe: train a rate-distortion codec (analysis, factorized prior, synthesis).
 
     latentwire train codec --dataset fashion-mnist --quality 3 --epochs 10
+    latentwire train codec --dataset photos --transform bmshj2018 --quality 3 --patch 128
+
+``--dataset photos`` trains an any-size photo codec on random ``--patch`` squares (flips,
+rotations) of the photo folders in ``--photos`` (default: BSDS500 train, T91, the CC0
+photos; never Kodak, Set5 or BSD100), ``--patches-per-epoch`` a epoch; 5% of the photos
+(by name) are held out, their centre squares the test set.
 
 Loss = rate + lambda * 255^2 * MSE, with the rate in bits per pixel from the prior's
 likelihoods of the noisy latent, and MSE on the [0, 1] scale (as CompressAI's zoo). The
@@ -14,21 +20,34 @@ import argparse
 import logging
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from latentwire.shared.models import get_model
+from latentwire.shared.models import ImageShape, get_model
+from latentwire.shared.models.codec import TRANSFORMS
 from latentwire.training import distributed
 from latentwire.training.autoencoder import add_image_arguments, load_data, write_report
 from latentwire.training.checkpoint import load_checkpoint
 from latentwire.training.evaluate import psnr, to_unit
 from latentwire.training.loop import LoopConfig, add_loop_arguments, fit, recipe_main
+from latentwire.training.sr_data import TRAIN_SETS, RandomPatches, find_folders, split_files
 
 log = logging.getLogger("latentwire.train")
 
 # quality level -> lambda; higher quality spends more bits for less distortion.
 LAMBDAS = {1: 0.0003, 2: 0.0008, 3: 0.002, 4: 0.005, 5: 0.013, 6: 0.035}
+# Photos: CompressAI's bmshj2018-factorized lambdas for its quality levels 1-6.
+PHOTO_LAMBDAS = {1: 0.0018, 2: 0.0035, 3: 0.0067, 4: 0.0130, 5: 0.0250, 6: 0.0483}
+
+
+def lambda_of(dataset: str, quality: int, lmbda: float | None = None) -> float:
+    """The rate-distortion trade-off of a run: ``lmbda`` if given, else its quality's."""
+    if lmbda is not None:
+        return lmbda
+    return (PHOTO_LAMBDAS if dataset == "photos" else LAMBDAS)[quality]
 
 
 @dataclass
@@ -48,6 +67,39 @@ class TrainConfig(LoopConfig):
     filters: int = 32
     latent_channels: int = 32
     init: str | None = None  # checkpoint to start from
+    photos: str = TRAIN_SETS  # --dataset photos: the folders to cut patches from
+    patch: int = 128
+    patches_per_epoch: int = 4096
+
+
+class PhotoPatches(RandomPatches):
+    """Random photo patches in [-1, 1], as the codecs take them."""
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return super().__getitem__(index).mul(2).sub(1)
+
+
+def center_squares(files: list, side: int) -> list[torch.Tensor]:
+    """The centre ``side`` square of each photo at least that big, in [-1, 1]."""
+    squares = []
+    for path in files:
+        with Image.open(path) as image:
+            photo = image.convert("RGB")
+        w, h = photo.size
+        if min(w, h) >= side:
+            left, top = (w - side) // 2, (h - side) // 2
+            square = np.asarray(photo.crop((left, top, left + side, top + side)))
+            squares.append(torch.from_numpy(square.copy()).permute(2, 0, 1).float() / 127.5 - 1)
+    return squares
+
+
+def load_photos(cfg: TrainConfig) -> tuple[Dataset, Dataset, ImageShape]:
+    """(random training patches, held-out centre squares, patch geometry)."""
+    train_files, test_files = split_files(find_folders(cfg.photos, cfg.data_dir), 0.05)
+    train = PhotoPatches(train_files, cfg.patch, cfg.patches_per_epoch, cfg.seed)
+    test = center_squares(test_files, cfg.patch)
+    log.info("%d training photos, %d held out", len(train.photos), len(test))
+    return train, test, ImageShape(3, cfg.patch, cfg.patch)
 
 
 def rate_distortion(
@@ -82,8 +134,11 @@ def evaluate_codec(
 def train(cfg: TrainConfig) -> nn.Module:
     runtime = distributed.setup(cfg.device)
     try:
-        lmbda = cfg.lmbda if cfg.lmbda is not None else LAMBDAS[cfg.quality]
-        train_set, test_set, shape = load_data(cfg, runtime)
+        lmbda = lambda_of(cfg.dataset, cfg.quality, cfg.lmbda)
+        if cfg.dataset == "photos":
+            train_set, test_set, shape = load_photos(cfg)
+        else:
+            train_set, test_set, shape = load_data(cfg, runtime)
         torch.manual_seed(cfg.seed)
         model = get_model(
             "factorized",
@@ -117,10 +172,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_loop_arguments(parser, d)
     parser.add_argument("--quality", type=int, choices=sorted(LAMBDAS), default=d.quality)
     parser.add_argument("--lmbda", type=float, default=None, help="override the quality's lambda")
-    parser.add_argument("--transform", choices=["gdn", "conv"], default=d.transform)
+    parser.add_argument("--transform", choices=TRANSFORMS, default=d.transform)
     parser.add_argument("--filters", type=int, default=d.filters, help="hidden width N")
     parser.add_argument("--latent-channels", type=int, default=d.latent_channels, help="M")
     parser.add_argument("--init", default=None, help="start from this codec checkpoint")
+    parser.add_argument("--photos", default=d.photos, help="--dataset photos: folders")
+    parser.add_argument("--patch", type=int, default=d.patch, help="photo patch side")
+    parser.add_argument("--patches-per-epoch", type=int, default=d.patches_per_epoch)
 
 
 def main(argv: list[str] | None = None) -> None:

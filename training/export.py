@@ -11,18 +11,20 @@ from __future__ import annotations
 import datetime
 import io
 import json
+from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from latentwire.client.decoding import Decoder
 from latentwire.shared.decoder_package import DECODER_NAME, DecoderPackage
 from latentwire.shared.models import ImageShape, config_to_dict, get_model, make_config
-from latentwire.shared.models.codec import encode_images
+from latentwire.shared.models.codec import encode_any_size, encode_images
 from latentwire.shared.package import (
     MANIFEST_NAME,
     WEIGHTS_NAME,
@@ -32,9 +34,10 @@ from latentwire.shared.package import (
 )
 from latentwire.shared.wire import parse
 from latentwire.training.checkpoint import load_checkpoint
-from latentwire.training.codec import LAMBDAS
+from latentwire.training.codec import lambda_of
 from latentwire.training.data import load_datasets
 from latentwire.training.evaluate import evaluate_reconstruction, psnr, ssim_per_image
+from latentwire.training.sr_data import find_folders
 
 
 def model_from_checkpoint(checkpoint: str | Path) -> tuple[nn.Module, dict[str, Any], dict]:
@@ -65,7 +68,7 @@ def _write_package(
         key: cfg.get(key) for key in ("command", "batch_size", "lr", "seed", "quality", "lmbda")
     }
     if family == "factorized" and training["lmbda"] is None:  # the quality's default lambda
-        training["lmbda"] = LAMBDAS[cfg["quality"]]
+        training["lmbda"] = lambda_of(cfg["dataset"], cfg["quality"])
     training.update(
         epochs=state["epoch"], seconds=round(state["seconds"], 1), hardware=state["hardware"]
     )
@@ -106,35 +109,28 @@ def export_autoencoder(
 def export_codec(
     checkpoint: str | Path, out_dir: str | Path, model_id: str, data_dir: str | None = None
 ) -> Manifest:
-    """A codec's package. Its metrics come from real IRs of the whole test set, decoded by
-    the light client: the sizes and quality a user gets."""
+    """A codec's package. Its metrics come from real IRs decoded by the light client (the
+    sizes and quality a user gets): the whole test set for small-image codecs, Kodak for
+    any-size photo codecs."""
     model, cfg, state = model_from_checkpoint(checkpoint)
     out_dir = Path(out_dir)
     shape = ImageShape(**cfg["model"]["config"]["shape"])
+    # A latent to trace the ONNX export with (its spatial size stays dynamic).
+    example = (model.latent_shape[0], 4, 4) if model.any_size else model.latent_shape
     decoder = DecoderPackage(
         model=model_id,
-        image_shape=(shape.channels, shape.height, shape.width),
+        image_shape=(shape.channels, 0, 0) if model.any_size else astuple(shape),
         latent_shape=model.latent_shape,
         stride=model.stride,
         tables=model.prior.tables(),
-        onnx=synthesis_to_onnx(model.synthesis, model.latent_shape),
+        onnx=synthesis_to_onnx(model.synthesis, example),
     )
     write_atomically(out_dir / DECODER_NAME, decoder.to_bytes())
     decoder = DecoderPackage.from_bytes((out_dir / DECODER_NAME).read_bytes())  # sets digest
-
-    light = Decoder(decoder)
-    total_bytes = psnr_sum = ssim_sum = 0.0
-    count = 0
-    for x in torch.utils.data.DataLoader(_test_set(cfg, data_dir), batch_size=500):
-        irs = encode_images(model, decoder, x)
-        images = light.decode([parse(ir) for ir in irs])
-        decoded = torch.from_numpy(np.stack(images)).float().div(255).reshape(x.shape)
-        original = (x + 1) / 2
-        total_bytes += sum(len(ir) for ir in irs)
-        psnr_sum += psnr(original, decoded).sum().item()
-        ssim_sum += ssim_per_image(original, decoded).sum().item()
-        count += len(x)
-
+    if model.any_size:
+        metrics = photo_codec_metrics(model, decoder, find_folders("kodak", data_dir)[0])
+    else:
+        metrics = _small_codec_metrics(model, decoder, _test_set(cfg, data_dir), shape)
     return _write_package(
         out_dir,
         model,
@@ -144,14 +140,54 @@ def export_codec(
         task="codec",
         quality=cfg.get("quality"),
         decoder_digest=decoder.digest,
-        metrics={
-            "test_images": count,
-            "ir_bytes": round(total_bytes / count, 2),
-            "bpp": round(total_bytes * 8 / count / (shape.height * shape.width), 4),
-            "psnr_db": round(psnr_sum / count, 3),
-            "ssim": round(ssim_sum / count, 4),
-        },
+        metrics=metrics,
     )
+
+
+def _small_codec_metrics(model, decoder: DecoderPackage, test_set, shape: ImageShape) -> dict:
+    light = Decoder(decoder)
+    total_bytes = psnr_sum = ssim_sum = 0.0
+    count = 0
+    for x in torch.utils.data.DataLoader(test_set, batch_size=500):
+        irs = encode_images(model, decoder, x)
+        images = light.decode([parse(ir) for ir in irs])
+        decoded = torch.from_numpy(np.stack(images)).float().div(255).reshape(x.shape)
+        original = (x + 1) / 2
+        total_bytes += sum(len(ir) for ir in irs)
+        psnr_sum += psnr(original, decoded).sum().item()
+        ssim_sum += ssim_per_image(original, decoded).sum().item()
+        count += len(x)
+    return {
+        "test_images": count,
+        "ir_bytes": round(total_bytes / count, 2),
+        "bpp": round(total_bytes * 8 / count / (shape.height * shape.width), 4),
+        "psnr_db": round(psnr_sum / count, 3),
+        "ssim": round(ssim_sum / count, 4),
+    }
+
+
+def photo_codec_metrics(model, decoder: DecoderPackage, folder: Path) -> dict:
+    """Mean bits per pixel (whole IRs) and RGB PSNR over the photos of ``folder``."""
+    from latentwire.training.data import image_files
+
+    light = Decoder(decoder)
+    bpp = psnr_sum = 0.0
+    files = image_files(folder)
+    for path in files:
+        with Image.open(path) as image:
+            pixels = np.asarray(image.convert("RGB"))
+        x = torch.from_numpy(pixels.copy()).permute(2, 0, 1).float() / 127.5 - 1
+        ir = encode_any_size(model, decoder, x)
+        decoded = light.decode([parse(ir)])[0]
+        bpp += len(ir) * 8 / (pixels.shape[0] * pixels.shape[1])
+        mse = np.mean((decoded.astype(np.float64) - pixels) ** 2)
+        psnr_sum += 10 * np.log10(255**2 / mse)
+    return {
+        "test_set": folder.name,
+        "test_images": len(files),
+        "bpp": round(bpp / len(files), 4),
+        "psnr_db": round(psnr_sum / len(files), 3),
+    }
 
 
 def synthesis_to_onnx(synthesis: nn.Module, latent_shape: tuple[int, int, int]) -> bytes:

@@ -1,12 +1,14 @@
+from collections.abc import Callable
 from typing import Annotated
 
 import msgpack
 from fastapi import APIRouter, Depends, Query, Request, Response
+from PIL import Image
 
 from latentwire.server.deps import RegistryDep, SettingsDep
 from latentwire.server.errors import ApiError
 from latentwire.server.images import open_image, to_model_input
-from latentwire.server.registry import HostedCodec
+from latentwire.server.registry import AUTO, HostedCodec
 from latentwire.server.routes.common import image_body, read_uploads, run_batched
 
 router = APIRouter(tags=["encode"])
@@ -14,18 +16,31 @@ router = APIRouter(tags=["encode"])
 _MSGPACK = {200: {"content": {"application/msgpack": {}}, "description": "the IR"}}
 
 ModelQuery = Annotated[
-    str | None, Query(max_length=128, description="codec name (e.g. fashion-mnist) or model id")
+    str | None,
+    Query(
+        max_length=128,
+        description="auto (by the image), a codec name (fashion-mnist, photo) or a model id",
+    ),
 ]
 QualityQuery = Annotated[int | None, Query(ge=1, le=100, description="quality level, 1 = smallest")]
 
 
+CodecPicker = Callable[[Image.Image], HostedCodec]
+
+
 async def get_codec(
     registry: RegistryDep, model: ModelQuery = None, quality: QualityQuery = None
-) -> HostedCodec:
-    return registry.resolve(model, quality)
+) -> CodecPicker:
+    """The codec for an image: a named one is checked now (404/422 before any upload is
+    read); ``auto`` picks by the image once it is decoded."""
+    name = model or registry.settings.default_model
+    if name == AUTO:
+        return lambda image: registry.resolve(registry.auto_codec_name(image), quality)
+    codec = registry.resolve(name, quality)
+    return lambda image: codec
 
 
-CodecDep = Annotated[HostedCodec, Depends(get_codec)]
+CodecDep = Annotated[CodecPicker, Depends(get_codec)]
 
 
 def _headers(codec: HostedCodec, size: int) -> dict[str, str]:
@@ -43,9 +58,11 @@ def _headers(codec: HostedCodec, size: int) -> dict[str, str]:
     responses=_MSGPACK,
     openapi_extra=image_body("file"),
 )
-async def encode(request: Request, codec: CodecDep, settings: SettingsDep) -> Response:
+async def encode(request: Request, pick: CodecDep, settings: SettingsDep) -> Response:
     data = (await read_uploads(request, "file", 1))[0]
-    pixels = to_model_input(open_image(data, settings.max_pixels), *codec.shape)
+    image = open_image(data, settings.max_pixels)
+    codec = pick(image)
+    pixels = to_model_input(image, *codec.shape)
     (ir,) = await run_batched(codec.batcher, [pixels], request, settings.request_timeout_s)
     return Response(ir, media_type="application/msgpack", headers=_headers(codec, len(ir)))
 
@@ -75,7 +92,7 @@ async def encode(request: Request, codec: CodecDep, settings: SettingsDep) -> Re
         }
     },
 )
-async def encode_batch(request: Request, codec: CodecDep, settings: SettingsDep) -> Response:
+async def encode_batch(request: Request, pick: CodecDep, settings: SettingsDep) -> Response:
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise ApiError(415, "multipart_required", "send the images as multipart fields 'files'")
     images = await read_uploads(request, "files", settings.max_images_per_request)
@@ -84,7 +101,20 @@ async def encode_batch(request: Request, codec: CodecDep, settings: SettingsDep)
             413, "too_many_images", f"at most {settings.max_images_per_request} images a request"
         )
     # Check every image before queueing any: a bad one fails the request and costs nothing.
-    pixels = [to_model_input(open_image(d, settings.max_pixels), *codec.shape) for d in images]
-    irs = await run_batched(codec.batcher, pixels, request, settings.request_timeout_s)
+    by_codec: dict[str, tuple[HostedCodec, list[int], list]] = {}
+    for i, data in enumerate(images):
+        image = open_image(data, settings.max_pixels)
+        codec = pick(image)
+        _, places, pixels = by_codec.setdefault(codec.manifest.id, (codec, [], []))
+        places.append(i)
+        pixels.append(to_model_input(image, *codec.shape))
+    irs: list[bytes] = [b""] * len(images)
+    for codec, places, pixels in by_codec.values():  # with `auto`, one group per codec
+        coded = await run_batched(codec.batcher, pixels, request, settings.request_timeout_s)
+        for i, ir in zip(places, coded, strict=True):
+            irs[i] = ir
     body = msgpack.packb(irs, use_bin_type=True)
-    return Response(body, media_type="application/msgpack", headers=_headers(codec, len(body)))
+    models = ",".join(by_codec)
+    codec = next(iter(by_codec.values()))[0]
+    headers = {**_headers(codec, len(body)), "X-Latentwire-Model": models}
+    return Response(body, media_type="application/msgpack", headers=headers)
