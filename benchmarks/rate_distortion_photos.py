@@ -1,0 +1,199 @@
+"""Rate-distortion of latentwire's photo codecs on Kodak against JPEG, WebP and AVIF.
+
+Every photo is coded on its own. For latentwire the size is the whole IR message and the
+quality is measured on what the light client decodes; for Pillow's codecs the file. PSNR
+on RGB and on Y (BT.601), bits per pixel, encode and decode time per image. Writes a
+JSON table, an RD plot with CompressAI's published bmshj2018-factorized points on Kodak
+for reference, and BD-rates against each classical codec.
+
+    python benchmarks/rate_distortion_photos.py                 # every photo codec shipped
+    python benchmarks/rate_distortion_photos.py --models DIR    # packages in DIR as well
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from rate_distortion import bd_rate, psnr
+from tqdm import tqdm
+
+from latentwire.client.decoding import Decoder
+from latentwire.shared.decoder_package import DECODER_NAME, DecoderPackage
+from latentwire.shared.models.codec import encode_any_size
+from latentwire.shared.models.loading import load_model
+from latentwire.shared.package import ZOO_DIR, list_packages, read_manifest
+from latentwire.shared.wire import parse
+from latentwire.training.data import image_files
+from latentwire.training.sr_data import find_folders
+
+CLASSICAL = {
+    "JPEG": [5, 10, 20, 30, 40, 50, 60, 75, 85, 95],
+    "WebP": [0, 5, 10, 20, 30, 40, 50, 60, 75, 90],
+    "AVIF": [10, 25, 40, 50, 60, 70, 80, 90],
+}
+# CompressAI's bmshj2018-factorized on Kodak (bpp, RGB PSNR), its published results.
+BMSHJ2018_FACTORIZED = [
+    (0.123, 26.91),
+    (0.189, 28.22),
+    (0.288, 29.62),
+    (0.440, 31.28),
+    (0.648, 32.96),
+    (0.967, 35.38),
+]
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    r, g, b = (rgb[..., i].astype(np.float64) for i in range(3))
+    return 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255
+
+
+def psnr_y(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((luma(a) - luma(b)) ** 2)
+    return float(10 * np.log10(255.0**2 / max(mse, 1e-10)))
+
+
+def point(codec: str, setting: str, photos, coded, decoded, times) -> dict:
+    bpp = [len(c) * 8 / (p.shape[0] * p.shape[1]) for p, c in zip(photos, coded, strict=True)]
+    pairs = list(zip(photos, decoded, strict=True))
+    return {
+        "codec": codec,
+        "setting": setting,
+        "bpp": float(np.mean(bpp)),
+        "bytes": float(np.mean([len(c) for c in coded])),
+        "psnr_db": float(np.mean([psnr(a, b) for a, b in pairs])),
+        "psnr_y_db": float(np.mean([psnr_y(a, b) for a, b in pairs])),
+        "encode_ms": float(np.mean(times[0]) * 1000),
+        "decode_ms": float(np.mean(times[1]) * 1000),
+    }
+
+
+def classical_points(photos: list[np.ndarray]) -> list[dict]:
+    rows = []
+    for name, qualities in CLASSICAL.items():
+        fmt = {"JPEG": "JPEG", "WebP": "WEBP", "AVIF": "AVIF"}[name]
+        for q in tqdm(qualities, desc=name, leave=False):
+            coded, decoded, enc, dec = [], [], [], []
+            for photo in photos:
+                began = time.perf_counter()
+                buffer = io.BytesIO()
+                Image.fromarray(photo).save(buffer, fmt, quality=q)
+                enc.append(time.perf_counter() - began)
+                coded.append(buffer.getvalue())
+                began = time.perf_counter()
+                decoded.append(np.asarray(Image.open(io.BytesIO(coded[-1])).convert("RGB")))
+                dec.append(time.perf_counter() - began)
+            rows.append(point(name, f"q{q}", photos, coded, decoded, (enc, dec)))
+    return rows
+
+
+def photo_codecs(extra: list[Path]) -> list[Path]:
+    folders = [p for root in [ZOO_DIR, *extra] for p in list_packages(root)]
+    found = []
+    for folder in folders:
+        manifest = read_manifest(folder)
+        if manifest.task == "codec" and manifest.config.get("transform") == "bmshj2018":
+            found.append(folder)
+    return sorted(found, key=lambda p: read_manifest(p).quality or 0)
+
+
+def latentwire_points(photos: list[np.ndarray], folders: list[Path]) -> list[dict]:
+    rows = []
+    for folder in folders:
+        model, manifest = load_model(folder)
+        package = DecoderPackage.from_bytes((folder / DECODER_NAME).read_bytes())
+        light = Decoder(package)
+        coded, decoded, enc, dec = [], [], [], []
+        for photo in tqdm(photos, desc=manifest.id, leave=False):
+            x = torch.from_numpy(photo.copy()).permute(2, 0, 1).float() / 127.5 - 1
+            began = time.perf_counter()
+            coded.append(encode_any_size(model, package, x))
+            enc.append(time.perf_counter() - began)
+            began = time.perf_counter()
+            decoded.append(light.decode([parse(coded[-1])])[0])
+            dec.append(time.perf_counter() - began)
+        rows.append(point("latentwire", manifest.id, photos, coded, decoded, (enc, dec)))
+    return rows
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for name in ["latentwire", "JPEG", "WebP", "AVIF"]:
+        pts = sorted((r["bpp"], r["psnr_db"]) for r in rows if r["codec"] == name)
+        if pts:
+            style = "o-" if name == "latentwire" else ".--"
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=name)
+    bpp, db = zip(*BMSHJ2018_FACTORIZED, strict=True)
+    ax.plot(bpp, db, "k^:", label="bmshj2018-factorized (published)")
+    ax.set_xlabel("bits per pixel (whole message)")
+    ax.set_ylabel("RGB PSNR (dB)")
+    ax.set_xlim(0, 1.6)
+    ax.set_ylim(22, 40)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    ax.set_title("Kodak, 24 photos, each coded on its own")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=Path, action="append", default=[], help="extra roots")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--out", default="benchmarks/results")
+    args = parser.parse_args()
+
+    photos = []
+    for path in image_files(find_folders("kodak", args.data_dir)[0]):
+        with Image.open(path) as image:
+            photos.append(np.asarray(image.convert("RGB")))
+    folders = photo_codecs(args.models)
+    ours = latentwire_points(photos, folders)
+    rows = ours + classical_points(photos)
+    published = [{"psnr_db": d, "bpp": b} for b, d in BMSHJ2018_FACTORIZED]
+    bd = {
+        anchor: bd_rate([r for r in rows if r["codec"] == anchor], ours, "bpp")
+        for anchor in ("JPEG", "WebP", "AVIF")
+    }
+    bd["bmshj2018-factorized (published)"] = bd_rate(published, ours, "bpp")
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}"
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = {
+        "dataset": "kodak",
+        "images": len(photos),
+        "machine": machine,
+        "rows": rows,
+        "bd_rate_percent_vs": bd,
+    }
+    (out / "rd_kodak.json").write_text(json.dumps(result, indent=2) + "\n")
+    plot(rows, out / "rd_kodak.png")
+    print(f"kodak: {len(photos)} photos on {machine}")
+    header = ("codec", "setting", "bpp", "PSNR", "Y-PSNR", "enc ms", "dec ms")
+    print("{:<11}{:<14}{:>7}{:>8}{:>8}{:>9}{:>9}".format(*header))
+    for r in rows:
+        print(
+            f"{r['codec']:<11}{r['setting']:<14}{r['bpp']:>7.3f}{r['psnr_db']:>8.2f}"
+            f"{r['psnr_y_db']:>8.2f}{r['encode_ms']:>9.1f}{r['decode_ms']:>9.1f}"
+        )
+    for anchor, value in bd.items():
+        shown = "n/a (curves do not overlap)" if value is None else f"{value:+.1f}%"
+        print(f"BD-rate vs {anchor}: {shown}")
+
+
+if __name__ == "__main__":
+    main()
