@@ -46,7 +46,9 @@ def _encode(argv: list[str]) -> int:
     )
     parser.add_argument("images", nargs="+", type=Path)
     parser.add_argument("-o", "--out", type=Path, default=Path("."), help="output folder")
-    parser.add_argument("--model", default=None, help="codec name or id (default: the server's)")
+    parser.add_argument(
+        "--model", default=None, help="auto, a codec name or an id (default: the server's, auto)"
+    )
     parser.add_argument("--quality", type=int, default=None)
     parser.add_argument(
         "--local", action="store_true", help="encode here with torch instead of on a server"
@@ -55,7 +57,7 @@ def _encode(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.local:
-        irs = _encode_locally(args.images, args.model or "fashion-mnist", args.quality or 3)
+        irs = _encode_locally(args.images, args.model, args.quality)
     else:
         with _client(args) as client:
             irs = client.encode_many(args.images, args.model, args.quality)
@@ -66,7 +68,7 @@ def _encode(argv: list[str]) -> int:
     return 0
 
 
-def _encode_locally(paths: list[Path], model: str, quality: int) -> list[bytes]:
+def _encode_locally(paths: list[Path], model: str | None, quality: int | None) -> list[bytes]:
     """The server's code path without the server: needs the [server] extra (torch)."""
     from latentwire.server.errors import ApiError
     from latentwire.server.images import open_image, to_model_input
@@ -75,12 +77,15 @@ def _encode_locally(paths: list[Path], model: str, quality: int) -> list[bytes]:
 
     registry = ModelRegistry(Settings(device="cpu"))
     registry.load()
+    irs = []
     try:
-        codec = registry.resolve(model, quality)
-        images = [to_model_input(open_image(p.read_bytes(), 1 << 26), *codec.shape) for p in paths]
+        for path in paths:
+            image = open_image(path.read_bytes(), 1 << 26)
+            codec = registry.codec_for(image, model, quality)
+            irs += codec.encode_batch([to_model_input(image, *codec.shape)])
     except ApiError as e:
         raise OSError(e.message) from None
-    return codec.encode_batch(images)
+    return irs
 
 
 def _decode(argv: list[str]) -> int:

@@ -281,9 +281,14 @@ class ModelRegistry:
             return small  # without a photo codec, the small one's 422 says what it takes
         return photo
 
-    def resolve(self, model: str | None, quality: int | None) -> HostedCodec:
+    def codec_for(self, image: Image.Image, model: str | None, quality: int | None) -> HostedCodec:
+        """The codec that encodes ``image``: ``model`` (default: the setting), where
+        ``auto`` picks by the image (:meth:`auto_codec_name`)."""
+        name = model or self.settings.default_model
+        return self.resolve(self.auto_codec_name(image) if name == AUTO else name, quality)
+
+    def resolve(self, model: str, quality: int | None) -> HostedCodec:
         """A codec by name and quality (``fashion-mnist``, 3) or by full id."""
-        model = model or self.settings.default_model
         if model in self.codecs:
             codec = self.codecs[model]
             if quality is not None and codec.manifest.quality != quality:

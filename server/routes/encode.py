@@ -35,7 +35,7 @@ async def get_codec(
     read); ``auto`` picks by the image once it is decoded."""
     name = model or registry.settings.default_model
     if name == AUTO:
-        return lambda image: registry.resolve(registry.auto_codec_name(image), quality)
+        return lambda image: registry.codec_for(image, name, quality)
     codec = registry.resolve(name, quality)
     return lambda image: codec
 
