@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from latentwire.shared.models import get_model
 from latentwire.training import autoencoder, distributed
-from latentwire.training.gan import LabelledImages
+from latentwire.training.gan import LabelledImages, random_hflip
 from latentwire.training.loop import LoopConfig, add_loop_arguments, fit, recipe_main
 
 
@@ -67,8 +67,7 @@ def train(cfg: TrainConfig) -> nn.Module:
         def batch_loss(m: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
             images, labels = batch
             if flip:
-                mirrored = torch.rand(len(images), device=images.device) < 0.5
-                images = torch.where(mirrored[:, None, None, None], images.flip(-1), images)
+                images = random_hflip(images)
             return F.cross_entropy(m(images), labels)
 
         def evaluate(m: nn.Module, data: Dataset) -> dict[str, float]:

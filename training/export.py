@@ -49,12 +49,17 @@ def model_from_checkpoint(checkpoint: str | Path) -> tuple[nn.Module, dict[str, 
     return model.eval(), cfg, state
 
 
-def _test_set(cfg: dict[str, Any], data_dir: str | None):
+def _datasets(cfg: dict[str, Any], data_dir: str | None):
+    """(train, test) of the data set a run trained on, as the run saw it."""
     shape = ImageShape(**cfg["model"]["config"]["shape"])
-    _, test_set, _ = load_datasets(
+    train_set, test_set, _ = load_datasets(
         cfg["dataset"], data_dir=data_dir or cfg["data_dir"], shape=shape, fit=cfg["fit"]
     )
-    return test_set
+    return train_set, test_set
+
+
+def _test_set(cfg: dict[str, Any], data_dir: str | None):
+    return _datasets(cfg, data_dir)[1]
 
 
 def _write_package(
@@ -300,8 +305,5 @@ def labelled_sets(cfg: dict[str, Any], data_dir: str | None):
     """(train, test) of a run's data set as (image in [0, 1], label) pairs."""
     from latentwire.training.gan import LabelledImages
 
-    shape = ImageShape(**cfg["model"]["config"]["shape"])
-    train_set, test_set, _ = load_datasets(
-        cfg["dataset"], data_dir=data_dir or cfg["data_dir"], shape=shape, fit=cfg["fit"]
-    )
+    train_set, test_set = _datasets(cfg, data_dir)
     return LabelledImages(train_set), LabelledImages(test_set)

@@ -7,7 +7,7 @@
 Every iteration updates the discriminator once (real images -> 1, generated -> 0, binary
 cross-entropy on logits), then the generator once through the frozen discriminator (its
 images -> 1), each with its own Adam. A grid of samples from one fixed noise batch is
-saved every ``--sample-every`` epochs, so the grids show one set of faces evolving. The
+saved every ``--sample-every`` epochs, so the grids show one set of samples evolving. The
 same checkpoints, ``--resume`` (exact: the weights equal an uninterrupted run), progress
 bars and torchrun support as the other recipes. ``--conditional`` feeds the class label to
 both networks (Fashion-MNIST and MNIST).
@@ -111,7 +111,8 @@ def save_grid(generator: nn.Module, path: Path, n: int = 64) -> None:
     grid(to_uint8(generate(generator, n, SAMPLE_SEED)), columns=8).save(path)
 
 
-def _flip(images: torch.Tensor) -> torch.Tensor:
+def random_hflip(images: torch.Tensor) -> torch.Tensor:
+    """Each image of a batch mirrored left-right with probability 1/2."""
     flip = torch.rand(len(images), device=images.device) < 0.5
     return torch.where(flip[:, None, None, None], images.flip(-1), images)
 
@@ -168,7 +169,7 @@ def _train(cfg: TrainConfig, runtime: distributed.Runtime) -> nn.Module:
         real, labels = batch
         real = real.to(device, non_blocking=True)
         if cfg.flip:
-            real = _flip(real)
+            real = random_hflip(real)
         return train_step(g, d, opt_g, opt_d, real, labels.to(device) if classes else None)
 
     def end_of_epoch(generator: nn.Module, epoch: int) -> dict[str, float]:
