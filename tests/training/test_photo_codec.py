@@ -100,3 +100,18 @@ def test_a_4096_square_image_codes_in_bounded_memory(tiny_photo_codec):
     figures = json.loads(result.stdout)
     assert figures["shape"] == [4096, 4096, 3]
     assert figures["peak_mib"] < 8 * 1024, figures  # the machine has 24 GiB
+
+
+def test_a_shipped_photo_codec_reaches_its_published_kodak_figures(data_dir):
+    """All 24 Kodak photos through real IRs and the light decoder, against the manifest."""
+    from latentwire.shared.package import find_package
+    from latentwire.training.export import photo_codec_metrics
+
+    folder = find_package("photo-q1")
+    model, manifest = load_model(folder)
+    package = DecoderPackage.from_bytes((folder / DECODER_NAME).read_bytes())
+    assert package.digest == manifest.decoder_digest
+    measured = photo_codec_metrics(model, package, data_dir / "kodak")
+    assert measured["test_images"] == manifest.metrics["test_images"] == 24
+    assert measured["bpp"] == pytest.approx(manifest.metrics["bpp"], abs=0.001)
+    assert measured["psnr_db"] == pytest.approx(manifest.metrics["psnr_db"], abs=0.01)
