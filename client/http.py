@@ -145,10 +145,14 @@ class _Base:
         return {"content": image_bytes(image), "params": params, "headers": _RAW_IMAGE}
 
 
-def _image_from(response: httpx.Response) -> Image.Image:
-    image = Image.open(io.BytesIO(response.content))
+def _open_image(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
     image.load()
     return image
+
+
+def _image_from(response: httpx.Response) -> Image.Image:
+    return _open_image(response.content)
 
 
 def _generate_params(n: int, seed: int, model: str | None) -> dict[str, Any]:
@@ -157,12 +161,7 @@ def _generate_params(n: int, seed: int, model: str | None) -> dict[str, Any]:
 
 def _images_from(response: httpx.Response) -> list[Image.Image]:
     """The images of a msgpack array of PNGs."""
-    images = []
-    for data in msgpack.unpackb(response.content):
-        image = Image.open(io.BytesIO(data))
-        image.load()
-        images.append(image)
-    return images
+    return [_open_image(data) for data in msgpack.unpackb(response.content)]
 
 
 class Client(_Base):

@@ -193,39 +193,35 @@ class ModelRegistry:
 
     def start(self, executor: Executor, on_batch) -> None:
         s = self.settings
+
+        def attach(hosted, handler, max_batch: int, capacity: int, size=None) -> None:
+            # Batching off: one item at a time (for an upscaler, all of one request's tiles).
+            hosted.batcher = DynamicBatcher(
+                handler,
+                executor,
+                max_batch=max_batch if s.batching else 1,
+                max_wait_ms=s.max_wait_ms if s.batching else 0,
+                capacity=capacity,
+                on_batch=lambda n, sec, model=hosted.manifest.id: on_batch(model, n, sec),
+                size=size,
+            )
+            hosted.batcher.start()
+
         for codec in self.codecs.values():
-            codec.batcher = DynamicBatcher(
-                codec.encode_batch,
-                executor,
-                max_batch=s.max_batch if s.batching else 1,
-                max_wait_ms=s.max_wait_ms if s.batching else 0,
-                capacity=s.queue_capacity,
-                on_batch=lambda n, sec, model=codec.manifest.id: on_batch(model, n, sec),
-            )
-            codec.batcher.start()
+            attach(codec, codec.encode_batch, s.max_batch, s.queue_capacity)
         for upscaler in self.upscalers.values():
-            # Off: one request at a time (all of its tiles); on: tiles of many requests.
-            upscaler.batcher = DynamicBatcher(
-                upscaler.upscale_batch,
-                executor,
-                max_batch=s.upscale_max_tiles if s.batching else 1,
-                max_wait_ms=s.max_wait_ms if s.batching else 0,
-                capacity=s.upscale_queue_capacity,
-                on_batch=lambda n, sec, model=upscaler.manifest.id: on_batch(model, n, sec),
-                size=len,
+            # Items are requests, sized by their tiles: batches fill with many requests' tiles.
+            attach(
+                upscaler, upscaler.upscale_batch, s.upscale_max_tiles, s.upscale_queue_capacity, len
             )
-            upscaler.batcher.start()
         for generator in self.generators.values():
-            generator.batcher = DynamicBatcher(
+            attach(
+                generator,
                 generator.generate_batch,
-                executor,
-                max_batch=s.max_generate_images if s.batching else 1,
-                max_wait_ms=s.max_wait_ms if s.batching else 0,
-                capacity=s.upscale_queue_capacity,
-                on_batch=lambda n, sec, model=generator.manifest.id: on_batch(model, n, sec),
-                size=lambda request: request[0],
+                s.max_generate_images,
+                s.upscale_queue_capacity,
+                lambda request: request[0],  # (n, seed): sized by its images
             )
-            generator.batcher.start()
 
     async def stop(self) -> None:
         for hosted in self.hosted.values():
