@@ -159,6 +159,25 @@ def _downscale(argv: list[str]) -> int:
     return 0
 
 
+def _load_here(model: str, task: str, kind: str):
+    """A model of ``task`` (id or package folder) loaded here with torch, or a clear error
+    when torch is missing (the base install) or the model does something else."""
+    gerund = {"upscale": "upscaling", "generate": "generating"}[task]
+    try:
+        from latentwire.shared.models.loading import load_model
+    except ImportError as e:
+        raise OSError(
+            f"{gerund} here needs torch ({e.name} is missing): pip install "
+            f"'latentwire[server]', or {task} on a server with --server URL"
+        ) from None
+    from latentwire.shared.package import package_folder
+
+    loaded, manifest = load_model(package_folder(model))
+    if manifest.task != task:
+        raise ValueError(f"{manifest.id} is a {manifest.task} model, not {kind}")
+    return loaded
+
+
 def _upscale(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="latentwire upscale",
@@ -187,19 +206,9 @@ def _upscale(argv: list[str]) -> int:
         return 0
     from PIL import Image
 
-    try:
-        from latentwire.shared.models.loading import load_model
-        from latentwire.shared.upscaling import DEFAULT_OVERLAP, DEFAULT_TILE, upscale_image
-    except ImportError as e:
-        raise OSError(
-            f"upscaling here needs torch ({e.name} is missing): pip install "
-            "'latentwire[server]', or upscale on a server with --server URL"
-        ) from None
-    from latentwire.shared.package import package_folder
+    model = _load_here(args.model, "upscale", "an upscaler")
+    from latentwire.shared.upscaling import DEFAULT_OVERLAP, DEFAULT_TILE, upscale_image
 
-    model, manifest = load_model(package_folder(args.model))
-    if manifest.task != "upscale":
-        raise ValueError(f"{manifest.id} is a {manifest.task} model, not an upscaler")
     for path in args.images:
         with Image.open(path) as image:
             image.load()
@@ -243,19 +252,9 @@ def _sample(argv: list[str]) -> int:
                 [np.atleast_3d(im) for im in client.generate(args.n, args.seed, args.model)]
             )
     else:
-        try:
-            from latentwire.shared.generation import generate, to_uint8
-            from latentwire.shared.models.loading import load_model
-        except ImportError as e:
-            raise OSError(
-                f"generating here needs torch ({e.name} is missing): pip install "
-                "'latentwire[server]', or generate on a server with --server URL"
-            ) from None
-        from latentwire.shared.package import package_folder
+        model = _load_here(args.model, "generate", "a generator")
+        from latentwire.shared.generation import generate, to_uint8
 
-        model, manifest = load_model(package_folder(args.model))
-        if manifest.task != "generate":
-            raise ValueError(f"{manifest.id} is a {manifest.task} model, not a generator")
         images = to_uint8(generate(model, args.n, args.seed))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     grid(images, args.columns).save(args.out)
