@@ -23,6 +23,7 @@ from latentwire.shared.decoder_package import (
     digest_of,
 )
 from latentwire.shared.package import ZOO_DIR, list_packages, read_manifest, write_atomically
+from latentwire.shared.tiling import codec_tiles
 from latentwire.shared.wire import IR, IRError, parse
 
 MAX_PIXELS = 4096 * 4096  # the largest image a client decodes
@@ -90,17 +91,29 @@ class Decoder:
         return images
 
     def _synthesize(self, latents: np.ndarray) -> np.ndarray:
-        """uint8 images from latents, in runs of exactly ``CHUNK`` (the last one padded)."""
-        out = []
-        for start in range(0, len(latents), CHUNK):
+        """uint8 images from latents, in runs of exactly ``CHUNK`` (the last one padded).
+
+        Big latents are synthesized in overlapping windows (:func:`codec_tiles`), so
+        memory is bounded by the window, not the image; each window's core is kept.
+        """
+        n, _, height, width = latents.shape
+        s = self.package.stride
+        out = np.empty((n, self.package.image_shape[0], height * s, width * s), np.uint8)
+        tiles = codec_tiles(height, width)
+        for start in range(0, n, CHUNK):
             chunk = latents[start : start + CHUNK]
             real = len(chunk)
             if real < CHUNK:
                 pad = np.zeros((CHUNK - real, *chunk.shape[1:]), dtype=chunk.dtype)
                 chunk = np.concatenate([chunk, pad])
-            image = self.session.run(None, {self.input_name: chunk})[0][:real]
-            out.append(np.round((np.clip(image, -1, 1) + 1) * 127.5).astype(np.uint8))
-        return np.concatenate(out)
+            for tile in tiles:
+                top, left, bottom, right = tile.window
+                window = chunk[..., top:bottom, left:right]
+                image = self.session.run(None, {self.input_name: window})[0][:real]
+                (out_y, out_x), (in_y, in_x) = tile.core(s)
+                pixels = np.round((np.clip(image[..., in_y, in_x], -1, 1) + 1) * 127.5)
+                out[start : start + real, :, out_y, out_x] = pixels.astype(np.uint8)
+        return out
 
 
 class DecoderStore:

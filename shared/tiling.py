@@ -31,11 +31,19 @@ class Tile:
 
     def paste(self, output: np.ndarray, upscaled: np.ndarray, scale: int) -> None:
         """Write the core of ``upscaled`` (the model's output for ``crop``) into ``output``."""
+        (out_y, out_x), (in_y, in_x) = self.core(scale)
+        output[out_y, out_x] = upscaled[in_y, in_x]
+
+    def core(self, scale: int = 1) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
+        """((rows, columns) of the core in the whole output, (rows, columns) of the core in
+        the window's output), for a model whose output is ``scale`` times its input."""
         dy, dx = (self.top - self.window[0]) * scale, (self.left - self.window[1]) * scale
         h, w = self.height * scale, self.width * scale
-        output[
-            self.top * scale : self.top * scale + h, self.left * scale : self.left * scale + w
-        ] = upscaled[dy : dy + h, dx : dx + w]
+        top, left = self.top * scale, self.left * scale
+        return (
+            (slice(top, top + h), slice(left, left + w)),
+            (slice(dy, dy + h), slice(dx, dx + w)),
+        )
 
 
 def plan_tiles(height: int, width: int, tile: int, overlap: int) -> list[Tile]:
@@ -54,3 +62,15 @@ def plan_tiles(height: int, width: int, tile: int, overlap: int) -> list[Tile]:
             x = min(max(0, left - overlap), width - window_w)
             tiles.append(Tile(top, left, h, w, (y, x, y + window_h, x + window_w)))
     return tiles
+
+
+# The any-size codecs code big images in windows of latent positions, so memory is
+# bounded whatever the size: cores of 64 latents (1024 pixels at stride 16), 4 latents
+# (64 pixels) of context on each side, more than either transform reaches.
+CODEC_TILE = 64
+CODEC_OVERLAP = 4
+
+
+def codec_tiles(latent_height: int, latent_width: int) -> list[Tile]:
+    """The windows, on the latent grid, a codec's transforms run on (one up to 72x72)."""
+    return plan_tiles(latent_height, latent_width, CODEC_TILE, CODEC_OVERLAP)

@@ -47,6 +47,7 @@ class LoopConfig:
     epochs: int = 10
     batch_size: int = 128
     lr: float = 1e-3
+    lr_drop: int | None = None  # from this epoch (0-based count of epochs done) on, lr / 10
     seed: int = 0
     limit: int | None = None  # train on the first N images only (quick runs, tests)
     workers: int = 0
@@ -61,6 +62,9 @@ def add_loop_arguments(parser: argparse.ArgumentParser, defaults: LoopConfig) ->
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument(
+        "--lr-drop", type=int, default=None, help="after this many epochs, a tenth of --lr"
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
     parser.add_argument("--workers", type=int, default=defaults.workers, help="loader processes")
@@ -148,6 +152,10 @@ def fit(
     for epoch in range(start_epoch, cfg.epochs):
         began = time.perf_counter()
         sampler.set_epoch(epoch)
+        # A function of the epoch alone, so a resumed run continues the same schedule.
+        dropped = cfg.lr_drop is not None and epoch >= cfg.lr_drop
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr / 10 if dropped else cfg.lr
         if hasattr(train_set, "set_epoch"):  # data sets that draw fresh samples every epoch
             train_set.set_epoch(epoch)
         trained.train()

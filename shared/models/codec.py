@@ -19,6 +19,7 @@ from latentwire.shared.models.autoencoders import ConvAutoencoder, ConvConfig
 from latentwire.shared.models.entropy import FactorizedPrior
 from latentwire.shared.models.layers import GDN, conv, deconv
 from latentwire.shared.models.registry import ImageShape, register_family
+from latentwire.shared.tiling import codec_tiles
 from latentwire.shared.wire import IR
 
 TRANSFORMS = ("gdn", "conv", "bmshj2018")
@@ -97,8 +98,21 @@ class FactorizedCodec(nn.Module):
 
     @torch.inference_mode()
     def quantized_latent(self, x: torch.Tensor) -> np.ndarray:
-        """The integer latents (N, M, h, w) that get entropy-coded."""
-        return torch.round(self.analysis(x)).to(torch.int32).cpu().numpy()
+        """The integer latents (N, M, h, w) that get entropy-coded.
+
+        A big image is analysed in overlapping windows (:func:`codec_tiles`), so memory
+        stays bounded; the window's context covers the transform's reach, so a latent
+        matches the whole-image one up to float rounding.
+        """
+        s = self.stride
+        n, _, height, width = x.shape
+        latent = torch.empty(n, self.prior.channels, height // s, width // s, dtype=torch.int32)
+        for tile in codec_tiles(height // s, width // s):
+            top, left, bottom, right = tile.window
+            window = self.analysis(x[..., top * s : bottom * s, left * s : right * s])
+            (out_y, out_x), (in_y, in_x) = tile.core()
+            latent[..., out_y, out_x] = torch.round(window[..., in_y, in_x]).to(torch.int32).cpu()
+        return latent.numpy()
 
 
 ENCODE_CHUNK = 8  # images per analysis call, whatever the batch size (see encode_images)
@@ -138,7 +152,7 @@ def encode_any_size(codec: FactorizedCodec, package: DecoderPackage, x: torch.Te
     """The IR of one image ``x`` (C, H, W) in [-1, 1] of any size, for an any-size codec.
 
     One image per analysis call: the latent of an image then never depends on what else
-    was sent, and memory grows with the one image (measured in the README).
+    was sent; big images are analysed in windows (memory measured in the README).
     """
     h, w = x.shape[-2:]
     latent = codec.quantized_latent(pad_to_stride(x[None], codec.stride))[0]

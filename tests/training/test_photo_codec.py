@@ -15,6 +15,7 @@ from latentwire.shared.decoder_package import DECODER_NAME, DecoderPackage
 from latentwire.shared.models.codec import encode_any_size
 from latentwire.shared.models.loading import load_model
 from latentwire.shared.package import list_packages, read_manifest
+from latentwire.shared.tiling import codec_tiles
 from latentwire.shared.wire import parse
 
 
@@ -95,6 +96,24 @@ print(json.dumps({"shape": list(image.shape), "ir_bytes": len(ir), "peak_mib": p
 """
 
 
+def test_big_images_code_in_windows_that_match_the_whole_image(photo):
+    """1,400 pixels wide is two windows of latents (a core of 64 + 4 of context): the
+    tiled analysis and synthesis give what one pass over the whole image gives."""
+    model, _, package, store = photo
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.uniform(-1, 1, (1, 3, 48, 1408)).astype(np.float32))
+    assert len(codec_tiles(48 // 16, 1408 // 16)) == 2
+    with torch.inference_mode():
+        whole = torch.round(model.analysis(x)).to(torch.int32).numpy()
+    np.testing.assert_array_equal(model.quantized_latent(x), whole)
+
+    decoder = store.get(package.model, package.digest)
+    one_pass = decoder.session.run(None, {decoder.input_name: whole.astype(np.float32)})[0]
+    expected = np.round((np.clip(one_pass[0], -1, 1) + 1) * 127.5).astype(np.uint8)
+    ir = encode_any_size(model, package, x[0])
+    np.testing.assert_array_equal(decode_array(ir, store), expected.transpose(1, 2, 0))
+
+
 def test_a_4096_square_image_codes_in_bounded_memory(tiny_photo_codec):
     folder = str(tiny_photo_codec / "photo")
     result = subprocess.run(
@@ -102,7 +121,9 @@ def test_a_4096_square_image_codes_in_bounded_memory(tiny_photo_codec):
     )
     figures = json.loads(result.stdout)
     assert figures["shape"] == [4096, 4096, 3]
-    assert figures["peak_mib"] < 8 * 1024, figures  # the machine has 24 GiB
+    # Windows bound it (the shipped photo codecs peak near 2 GiB: README); one pass over
+    # the whole image took 9 GiB to encode and 19 GiB to decode.
+    assert figures["peak_mib"] < 3 * 1024, figures
 
 
 SHIPPED_PHOTO_CODECS = [

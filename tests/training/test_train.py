@@ -49,6 +49,7 @@ def _final_weights(run_dir):
 
 
 def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
+    """With a learning-rate drop after epoch 2, which the resumed run must also take."""
     args = [
         "train",
         "ae",
@@ -60,6 +61,8 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
         "3000",
         "--epochs",
         "3",
+        "--lr-drop",
+        "2",
         "--no-progress",
     ]
     whole, killed = tmp_path / "whole", tmp_path / "killed"
@@ -74,6 +77,9 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
     assert latest_checkpoint(killed).name.endswith("epoch0001.pt")
 
     subprocess.run([*CLI, *args, "--out", str(killed), "--resume"], check=True, capture_output=True)
+    for run in (whole, killed):
+        (group,) = load_checkpoint(latest_checkpoint(run))["optimizer"]["param_groups"]
+        assert group["lr"] == pytest.approx(TrainConfig().lr / 10)
     a, b = _final_weights(whole), _final_weights(killed)
     assert a.keys() == b.keys()
     for name in a:
