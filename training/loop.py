@@ -48,6 +48,7 @@ class LoopConfig:
     batch_size: int = 128
     lr: float = 1e-3
     lr_drop: int | None = None  # from this epoch (0-based count of epochs done) on, lr / 10
+    clip_grad: float | None = None  # clip the gradient's global norm to this
     seed: int = 0
     limit: int | None = None  # train on the first N images only (quick runs, tests)
     workers: int = 0
@@ -64,6 +65,9 @@ def add_loop_arguments(parser: argparse.ArgumentParser, defaults: LoopConfig) ->
     parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument(
         "--lr-drop", type=int, default=None, help="after this many epochs, a tenth of --lr"
+    )
+    parser.add_argument(
+        "--clip-grad", type=float, default=defaults.clip_grad, help="max gradient norm"
     )
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
@@ -117,6 +121,11 @@ def fit(
     checkpoint; ``evaluate`` must return a ``loss`` entry comparable to the training loss.
     """
     out = Path(cfg.out)
+    if runtime.device.type == "cpu":
+        # Subnormal floats (GDN squares small activations) make CPU arithmetic several
+        # times slower: 1.09 -> 0.47 s a step for a photo codec. Flushing them to zero
+        # changes nothing above 1e-38.
+        torch.set_flush_denormal(True)
     model.to(runtime.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     history: dict[str, list[float]] = {"train": [], "test": []}
@@ -171,6 +180,8 @@ def fit(
             loss = batch_loss(trained, batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if cfg.clip_grad is not None:
+                nn.utils.clip_grad_norm_(trained.parameters(), cfg.clip_grad)
             optimizer.step()
             size = len(batch[0] if isinstance(batch, (tuple, list)) else batch)
             total += loss.item() * size

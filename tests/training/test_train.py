@@ -44,6 +44,29 @@ def test_short_training_run_lowers_the_loss(tmp_path):
         assert (tmp_path / name).stat().st_size > 0
 
 
+def test_clip_grad_bounds_the_gradient_adam_sees(tmp_path):
+    """Adam divides by the gradient's own scale, so only a clip far below it shows: with
+    the norm clipped to 1e-12 (under Adam's epsilon) the weights barely move."""
+    from latentwire.shared.models import ImageShape, get_model
+
+    moved = {}
+    for clip in (None, 1e-12):
+        cfg = TrainConfig(
+            arch="convlinear",
+            dataset="mnist",
+            epochs=1,
+            limit=512,
+            clip_grad=clip,
+            out=str(tmp_path / str(clip)),
+            progress=False,
+        )
+        trained = train(cfg).state_dict()
+        torch.manual_seed(cfg.seed)
+        initial = get_model("convlinear", shape=ImageShape(1, 28, 28)).state_dict()
+        moved[clip] = max((trained[k] - initial[k]).abs().max().item() for k in initial)
+    assert moved[None] > 1e-3 and moved[1e-12] < 1e-5, moved
+
+
 def _final_weights(run_dir):
     return load_checkpoint(latest_checkpoint(run_dir))["model"]
 
