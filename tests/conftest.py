@@ -75,7 +75,7 @@ def wheel(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_photo_codec(tmp_path_factory, data_dir):
     """An any-size photo codec trained here briefly on real photo patches and exported as
-    `photo-q3` (the name `model=auto` sends photos to): the whole path, quickly."""
+    `photo-tiny-q3`: the whole path (train, export, code), quickly."""
     from latentwire.training.checkpoint import latest_checkpoint
     from latentwire.training.codec import TrainConfig, train
     from latentwire.training.export import export_codec
@@ -98,5 +98,5 @@ def tiny_photo_codec(tmp_path_factory, data_dir):
             command="latentwire train codec (test)",
         )
     )
-    export_codec(latest_checkpoint(root / "run"), root / "models" / "photo", "photo-q3")
+    export_codec(latest_checkpoint(root / "run"), root / "models" / "photo", "photo-tiny-q3")
     return root / "models"

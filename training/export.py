@@ -77,6 +77,7 @@ def _write_package(
     training.update(
         epochs=state["epoch"], seconds=round(state["seconds"], 1), hardware=state["hardware"]
     )
+    training["init"] = _init_provenance(cfg.get("init"))
     manifest = Manifest(
         family=family,
         # through JSON so tuples are stored as the lists a manifest reads back
@@ -90,6 +91,24 @@ def _write_package(
     )
     write_atomically(out_dir / MANIFEST_NAME, manifest.to_json().encode())
     return manifest
+
+
+def _init_provenance(init: str | None) -> dict[str, Any] | None:
+    """How the checkpoint a run started from (``--init``) was trained, and so on back: a
+    fine-tuned model's manifest then holds every command and second that made it."""
+    if not init or not Path(init).is_file():
+        return None
+    state = load_checkpoint(init)
+    cfg = state["config"]
+    found = {
+        "checkpoint": Path(init).name,
+        "command": cfg.get("command"),
+        "epochs": state["epoch"],
+        "seconds": round(state["seconds"], 1),
+        "hardware": state["hardware"],
+        "init": _init_provenance(cfg.get("init")),
+    }
+    return {k: v for k, v in found.items() if v is not None}
 
 
 def export_autoencoder(

@@ -13,8 +13,8 @@ from tests.server.conftest import running_server
 
 
 @pytest.fixture(scope="module")
-def server(tiny_photo_codec):
-    with running_server({"LATENTWIRE_MODEL_DIR": str(tiny_photo_codec)}) as (url, _proc):
+def server():
+    with running_server({}) as (url, _proc):  # the shipped codecs only
         yield url
 
 
@@ -51,7 +51,7 @@ def test_auto_picks_by_the_image_and_the_ir_decodes_to_its_size(
     response = httpx.post(f"{server}/encode", content=png(images[name]))
     assert response.status_code == 200, response.text
     assert response.headers["x-latentwire-model"] == model
-    with Client(server, cache_dir=tmp_path) as client:  # the photo decoder comes over HTTP
+    with Client(server, cache_dir=tmp_path) as client:
         decoded = client.decode(response.content)
     assert decoded.size == size
 

@@ -146,3 +146,37 @@ def test_shipped_photo_codecs_reach_their_published_kodak_figures(folder, data_d
     assert measured["test_images"] == manifest.metrics["test_images"] == 24
     assert measured["bpp"] == pytest.approx(manifest.metrics["bpp"], abs=0.001)
     assert measured["psnr_db"] == pytest.approx(manifest.metrics["psnr_db"], abs=0.01)
+
+
+def test_a_fine_tuned_codecs_manifest_holds_the_run_it_started_from(
+    tiny_photo_codec, data_dir, tmp_path
+):
+    from latentwire.training.checkpoint import latest_checkpoint
+    from latentwire.training.codec import TrainConfig, train
+    from latentwire.training.export import export_codec
+
+    base = latest_checkpoint(tiny_photo_codec.parent / "run")
+    train(
+        TrainConfig(
+            dataset="photos",
+            data_dir=str(data_dir),
+            transform="bmshj2018",
+            filters=16,
+            latent_channels=24,
+            patch=64,
+            patches_per_epoch=32,
+            batch_size=16,
+            epochs=1,
+            quality=1,
+            init=str(base),
+            out=str(tmp_path / "run"),
+            progress=False,
+            command="latentwire train codec (fine-tune)",
+        )
+    )
+    manifest = export_codec(latest_checkpoint(tmp_path / "run"), tmp_path / "pkg", "photo-tiny-q1")
+    assert manifest.training["command"] == "latentwire train codec (fine-tune)"
+    started_from = manifest.training["init"]
+    assert started_from["checkpoint"] == base.name and started_from["epochs"] == 1
+    assert started_from["command"] == "latentwire train codec (test)"
+    assert started_from["seconds"] > 0 and "init" not in started_from
