@@ -134,13 +134,15 @@ def latentwire_points(dataset: str, x: torch.Tensor, images: np.ndarray) -> tupl
     return rows, speed
 
 
-def bd_rate(anchor: list[dict], test: list[dict], rate: str = "bytes") -> float | None:
+def bd_rate(
+    anchor: list[dict], test: list[dict], rate: str = "bytes", quality: str = "psnr_db"
+) -> float | None:
     """Bjøntegaard delta rate (%): the test codec's average bitrate change at equal PSNR,
     over the PSNR range both curves cover (cubic fit of log-rate against PSNR). ``rate``
-    names the points' rate field (the same unit on both sides)."""
+    and ``quality`` name the points' fields (the same units on both sides)."""
 
     def curve(points):
-        pts = sorted({(p["psnr_db"], p[rate]) for p in points})
+        pts = sorted({(p[quality], p[rate]) for p in points})
         return np.array([p[0] for p in pts]), np.log([p[1] for p in pts])
 
     if len(anchor) < 4 or len(test) < 4:

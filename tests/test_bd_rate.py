@@ -1,0 +1,24 @@
+"""The Bjøntegaard delta rate the benchmarks report, on curves with a known answer."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+from rate_distortion import bd_rate
+
+ANCHOR = [{"psnr_db": 24 + 2 * i, "bpp": 0.1 * 1.5**i, "psnr_y_db": 25 + 2 * i} for i in range(6)]
+
+
+def test_the_same_curve_is_zero_and_half_the_rate_is_minus_fifty():
+    half = [{**p, "bpp": p["bpp"] / 2} for p in ANCHOR]
+    assert bd_rate(ANCHOR, ANCHOR, "bpp") == pytest.approx(0, abs=1e-9)
+    assert bd_rate(ANCHOR, half, "bpp") == pytest.approx(-50, abs=1e-6)
+    assert bd_rate(ANCHOR, half, "bpp", "psnr_y_db") == pytest.approx(-50, abs=1e-6)
+
+
+def test_curves_that_do_not_overlap_or_are_too_short_have_none():
+    above = [{**p, "psnr_db": p["psnr_db"] + 20} for p in ANCHOR]
+    assert bd_rate(ANCHOR, above, "bpp") is None
+    assert bd_rate(ANCHOR, ANCHOR[:3], "bpp") is None
