@@ -135,8 +135,7 @@ SHIPPED_PHOTO_CODECS = [
 
 @pytest.mark.parametrize("folder", SHIPPED_PHOTO_CODECS, ids=lambda p: p.name)
 def test_shipped_photo_codecs_reach_their_published_kodak_figures(folder, data_dir):
-    """All 24 Kodak photos through real IRs and the light decoder, against the manifest.
-    (None ships yet: see the README's photo codec section.)"""
+    """All 24 Kodak photos through real IRs and the light decoder, against the manifest."""
     from latentwire.training.export import photo_codec_metrics
 
     model, manifest = load_model(folder)
