@@ -72,31 +72,37 @@ def wheel(tmp_path_factory):
     return next(out.glob("latentwire-*.whl"))
 
 
+def tiny_photo_config(data_dir, out, **changes):
+    """A photo codec run small enough for a test: N = 16, 64-pixel patches."""
+    from latentwire.training.codec import TrainConfig
+
+    settings = dict(
+        dataset="photos",
+        data_dir=str(data_dir),
+        transform="bmshj2018",
+        filters=16,
+        latent_channels=24,
+        patch=64,
+        patches_per_epoch=256,
+        batch_size=16,
+        epochs=1,
+        quality=3,
+        out=str(out),
+        progress=False,
+        command="latentwire train codec (test)",
+    )
+    return TrainConfig(**{**settings, **changes})
+
+
 @pytest.fixture(scope="session")
 def tiny_photo_codec(tmp_path_factory, data_dir):
     """An any-size photo codec trained here briefly on real photo patches and exported as
     `photo-tiny-q3`: the whole path (train, export, code), quickly."""
     from latentwire.training.checkpoint import latest_checkpoint
-    from latentwire.training.codec import TrainConfig, train
+    from latentwire.training.codec import train
     from latentwire.training.export import export_codec
 
     root = tmp_path_factory.mktemp("tiny_photo_codec")
-    train(
-        TrainConfig(
-            dataset="photos",
-            data_dir=str(data_dir),
-            transform="bmshj2018",
-            filters=16,
-            latent_channels=24,
-            patch=64,
-            patches_per_epoch=256,
-            batch_size=16,
-            epochs=1,
-            quality=3,
-            out=str(root / "run"),
-            progress=False,
-            command="latentwire train codec (test)",
-        )
-    )
+    train(tiny_photo_config(data_dir, root / "run"))
     export_codec(latest_checkpoint(root / "run"), root / "models" / "photo", "photo-tiny-q3")
     return root / "models"

@@ -47,7 +47,7 @@ class LoopConfig:
     epochs: int = 10
     batch_size: int = 128
     lr: float = 1e-3
-    lr_drop: int | None = None  # from this epoch (0-based count of epochs done) on, lr / 10
+    lr_drop: int | None = None  # after this many epochs, train with lr / 10
     clip_grad: float | None = None  # clip the gradient's global norm to this
     seed: int = 0
     limit: int | None = None  # train on the first N images only (quick runs, tests)

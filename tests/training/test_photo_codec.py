@@ -17,6 +17,7 @@ from latentwire.shared.models.loading import load_model
 from latentwire.shared.package import list_packages, read_manifest
 from latentwire.shared.tiling import codec_tiles
 from latentwire.shared.wire import parse
+from tests.conftest import tiny_photo_config
 
 
 @pytest.fixture(scope="module")
@@ -151,30 +152,23 @@ def test_a_fine_tuned_codecs_manifest_holds_the_run_it_started_from(
     tiny_photo_codec, data_dir, tmp_path
 ):
     from latentwire.training.checkpoint import latest_checkpoint
-    from latentwire.training.codec import TrainConfig, train
+    from latentwire.training.codec import train
     from latentwire.training.export import export_codec
 
     base = latest_checkpoint(tiny_photo_codec.parent / "run")
+    fine_tune = "latentwire train codec (fine-tune)"
     train(
-        TrainConfig(
-            dataset="photos",
-            data_dir=str(data_dir),
-            transform="bmshj2018",
-            filters=16,
-            latent_channels=24,
-            patch=64,
+        tiny_photo_config(
+            data_dir,
+            tmp_path / "run",
             patches_per_epoch=32,
-            batch_size=16,
-            epochs=1,
             quality=1,
             init=str(base),
-            out=str(tmp_path / "run"),
-            progress=False,
-            command="latentwire train codec (fine-tune)",
+            command=fine_tune,
         )
     )
     manifest = export_codec(latest_checkpoint(tmp_path / "run"), tmp_path / "pkg", "photo-tiny-q1")
-    assert manifest.training["command"] == "latentwire train codec (fine-tune)"
+    assert manifest.training["command"] == fine_tune
     started_from = manifest.training["init"]
     assert started_from["checkpoint"] == base.name and started_from["epochs"] == 1
     assert started_from["command"] == "latentwire train codec (test)"
