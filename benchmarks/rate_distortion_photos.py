@@ -165,15 +165,10 @@ def main() -> None:
     ours = latentwire_points(photos, folders)
     rows = ours + classical_points(photos)
     published = [{"psnr_db": d, "bpp": b} for b, d in BMSHJ2018_FACTORIZED]
-    bd = {
-        anchor: bd_rate([r for r in rows if r["codec"] == anchor], ours, "bpp")
-        for anchor in ("JPEG", "WebP", "AVIF")
-    }
+    classical = {name: [r for r in rows if r["codec"] == name] for name in CLASSICAL}
+    bd = {name: bd_rate(points, ours, "bpp") for name, points in classical.items()}
     bd["bmshj2018-factorized (published)"] = bd_rate(published, ours, "bpp")
-    bd_y = {
-        anchor: bd_rate([r for r in rows if r["codec"] == anchor], ours, "bpp", "psnr_y_db")
-        for anchor in ("JPEG", "WebP", "AVIF")
-    }
+    bd_y = {name: bd_rate(points, ours, "bpp", "psnr_y_db") for name, points in classical.items()}
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -151,10 +151,6 @@ def _open_image(data: bytes) -> Image.Image:
     return image
 
 
-def _image_from(response: httpx.Response) -> Image.Image:
-    return _open_image(response.content)
-
-
 def _generate_params(n: int, seed: int, model: str | None) -> dict[str, Any]:
     return {"n": n, "seed": seed, "format": "msgpack", **({"model": model} if model else {})}
 
@@ -225,7 +221,7 @@ class Client(_Base):
     ) -> Image.Image:
         """The server's 2x upscale of an image (same mode family: L, RGB, with alpha kept)."""
         response = self._request("POST", "/upscale", **self._upscale_args(image, model, format))
-        return _image_from(response)
+        return _open_image(response.content)
 
     def generate(self, n: int = 16, seed: int = 0, model: str | None = None) -> list[Image.Image]:
         """``n`` images from the server's generator; the same seed gives the same images."""
@@ -302,7 +298,8 @@ class AsyncClient(_Base):
         self, image: ImageInput, model: str | None = None, format: str = "png"
     ) -> Image.Image:
         args = self._upscale_args(image, model, format)
-        return _image_from(await self._request("POST", "/upscale", **args))
+        response = await self._request("POST", "/upscale", **args)
+        return _open_image(response.content)
 
     async def generate(
         self, n: int = 16, seed: int = 0, model: str | None = None

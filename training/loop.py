@@ -64,7 +64,7 @@ def add_loop_arguments(parser: argparse.ArgumentParser, defaults: LoopConfig) ->
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument(
-        "--lr-drop", type=int, default=None, help="after this many epochs, a tenth of --lr"
+        "--lr-drop", type=int, default=defaults.lr_drop, help="after this many epochs, lr / 10"
     )
     parser.add_argument(
         "--clip-grad", type=float, default=defaults.clip_grad, help="max gradient norm"
