@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -31,7 +32,8 @@ def free_port() -> int:
 
 @contextmanager
 def server(batching: bool, env: dict[str, str] | None = None):
-    """``latentwire serve`` on a free loopback port, CPU, batching on or off; yields its URL."""
+    """``latentwire serve`` on a free loopback port, batching on or off, on the CPU unless
+    ``env`` names another device; yields its URL."""
     port = free_port()
     full_env = {
         **os.environ,
@@ -39,27 +41,30 @@ def server(batching: bool, env: dict[str, str] | None = None):
         "LATENTWIRE_DEVICE": "cpu",
         **(env or {}),
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "latentwire.shared.cli", "serve", "--port", str(port)],
-        env=full_env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        else:
-            raise RuntimeError("server did not start")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait()
+    with tempfile.TemporaryFile() as log:  # the server's output, shown if it fails to start
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "latentwire.shared.cli", "serve", "--port", str(port)],
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            ready = False
+            deadline = time.monotonic() + 120
+            while not ready and proc.poll() is None and time.monotonic() < deadline:
+                try:
+                    ready = httpx.get(f"{url}/readyz", timeout=1).status_code == 200
+                except httpx.TransportError:
+                    time.sleep(0.2)
+            if not ready:
+                log.seek(0)
+                tail = log.read()[-3000:].decode(errors="replace")
+                raise RuntimeError(f"server did not start:\n{tail}")
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait()
 
 
 async def _drive(url: str, make: RequestMaker, concurrency: int, seconds: float) -> dict:

@@ -48,6 +48,8 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,4,8,16,32")
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--device", default="cpu", help="the server's: cpu or cuda")
+    parser.add_argument("--precision", default="auto", help="the upscaler's on CUDA")
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
     data_dir = args.data_dir or next(d for d in default_data_dirs() if (d / "bsd100").is_dir())
@@ -60,7 +62,8 @@ def main() -> None:
     gc.freeze()  # keep the load generator's collector off its start-up heap
     rows = []
     for batching in (True, False):
-        with server(batching) as url:
+        env = {"LATENTWIRE_DEVICE": args.device, "LATENTWIRE_UPSCALE_PRECISION": args.precision}
+        with server(batching, env) as url:
             for concurrency in levels:
                 row = drive(url, make, concurrency, args.seconds)
                 row.update(batching=batching, concurrency=concurrency)
@@ -72,10 +75,16 @@ def main() -> None:
         if not r["batching"]:
             r["speedup"] = round(on[r["concurrency"]]["images_per_s"] / r["images_per_s"], 2)
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs (server and load on one machine)"
+    name = "upscale_load"
+    if args.device != "cpu":
+        import torch
+
+        machine += f"; server on {torch.cuda.get_device_name()}, {args.precision} precision"
+        name += "_cuda"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result = {"machine": machine, "sizes": SIZES, "rows": rows}
-    (out / "upscale_load.json").write_text(json.dumps(result, indent=2))
+    (out / f"{name}.json").write_text(json.dumps(result, indent=2))
     print(f"\n{machine}; model sr2x; {args.seconds:.0f} s per cell; sizes {SIZES}")
     columns = ["batching", "concurrency", "images_per_s", "p50_ms", "p99_ms", "errors"]
     print_table(rows, columns)

@@ -21,7 +21,7 @@ from latentwire.shared.models.codec import FactorizedCodec, encode_any_size, enc
 from latentwire.shared.models.loading import load_model
 from latentwire.shared.models.sr import SRResNet
 from latentwire.shared.package import ZOO_DIR, Manifest, list_packages, read_manifest
-from latentwire.shared.upscaling import run_windows
+from latentwire.shared.upscaling import run_windows, serving_dtype
 
 log = logging.getLogger("latentwire.server")
 
@@ -173,6 +173,7 @@ class ModelRegistry:
                     continue
                 model, manifest = load_model(folder, self.device)
                 if manifest.task == "upscale":
+                    model.to(serving_dtype(self.device, self.settings.upscale_precision))
                     upscaler = HostedUpscaler(manifest, model, self.device)
                     blank = np.zeros((8, 8, model.config.channels), dtype=np.uint8)
                     upscaler.upscale_batch([[blank]])  # warm-up

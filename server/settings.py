@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -45,6 +46,9 @@ class Settings(BaseSettings):
     upscale_tile: int = Field(128, ge=16, description="input tile side for /upscale")
     upscale_overlap: int = Field(24, ge=0, description="context around each tile (no seams)")
     upscale_max_tiles: int = Field(32, ge=1, description="tiles per upscale batch")
+    upscale_precision: Literal["auto", "fp32", "fp16", "bf16"] = Field(
+        "auto", description="upscaler dtype: auto = fp16 on CUDA, fp32 on CPU (the only choice)"
+    )
     upscale_queue_capacity: int = Field(
         64, ge=1, description="/upscale and /generate requests waiting per model before 503"
     )

@@ -168,13 +168,10 @@ def fit(
         if hasattr(train_set, "set_epoch"):  # data sets that draw fresh samples every epoch
             train_set.set_epoch(epoch)
         trained.train()
-        total, count = 0.0, 0
-        bar = tqdm(
-            loader,
-            desc=f"epoch {epoch + 1}/{cfg.epochs}",
-            disable=not (cfg.progress and runtime.is_main),
-            leave=False,
-        )
+        # Summed on the device: reading a loss every step would make the CPU wait for the GPU.
+        total, count = torch.zeros((), device=runtime.device), 0
+        show = cfg.progress and runtime.is_main
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not show, leave=False)
         for batch in bar:
             batch = to_device(batch, runtime.device)
             loss = batch_loss(trained, batch)
@@ -184,15 +181,16 @@ def fit(
                 nn.utils.clip_grad_norm_(trained.parameters(), cfg.clip_grad)
             optimizer.step()
             size = len(batch[0] if isinstance(batch, (tuple, list)) else batch)
-            total += loss.item() * size
+            total += loss.detach() * size
             count += size
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+            if show:
+                bar.set_postfix(loss=f"{loss.item():.4f}")
         seconds += time.perf_counter() - began
 
         if runtime.is_main:
             model.eval()
             test = evaluate(model, test_set)
-            history["train"].append(total / count)
+            history["train"].append(total.item() / count)
             history["test"].append(test["loss"])
             path = save_checkpoint(
                 out,
@@ -211,7 +209,7 @@ def fit(
                 "epoch %d/%d  train loss %.5g  %s  -> %s",
                 epoch + 1,
                 cfg.epochs,
-                total / count,
+                history["train"][-1],
                 shown,
                 path.name,
             )

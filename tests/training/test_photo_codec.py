@@ -14,7 +14,7 @@ from latentwire.client.decoding import DecoderStore, decode_array
 from latentwire.shared.decoder_package import DECODER_NAME, DecoderPackage
 from latentwire.shared.models.codec import encode_any_size
 from latentwire.shared.models.loading import load_model
-from latentwire.shared.package import list_packages, read_manifest
+from latentwire.shared.package import find_package, list_packages, read_manifest
 from latentwire.shared.tiling import codec_tiles
 from latentwire.shared.wire import parse
 from tests.conftest import tiny_photo_config
@@ -76,6 +76,26 @@ def test_the_same_image_gives_the_same_ir_bytes_in_another_process(tiny_photo_co
         for _ in range(2)
     ]
     assert runs[0].stdout == runs[1].stdout and len(runs[0].stdout) > 10
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_an_ir_encoded_on_a_gpu_decodes_on_the_cpu(data_dir):
+    """The light client decodes a GPU-made IR with the CPU's tables and ONNX synthesis: a
+    latent that rounds differently on the GPU is still a valid message, of the same quality."""
+    folder = find_package("photo-q3")
+    package = DecoderPackage.from_bytes((folder / DECODER_NAME).read_bytes())
+    store = DecoderStore()
+    with Image.open(data_dir / "kodak" / "kodim23.png") as image:
+        pixels = np.asarray(image.convert("RGB"))
+    x = to_input(pixels)
+    decoded = {}
+    for device in ("cpu", "cuda"):
+        model, _ = load_model(folder, torch.device(device))
+        ir = encode_any_size(model, package, x.to(device))
+        decoded[device] = decode_array(ir, store).astype(np.float64)
+    psnr = {d: 10 * np.log10(255**2 / np.mean((out - pixels) ** 2)) for d, out in decoded.items()}
+    assert decoded["cuda"].shape == pixels.shape
+    assert abs(psnr["cuda"] - psnr["cpu"]) < 0.05
 
 
 _BIG = """

@@ -212,7 +212,7 @@ def test_tiled_and_whole_upscale_agree(sr2x, data_dir):
 
 
 def test_a_window_upscales_the_same_whatever_it_is_batched_with(sr2x, data_dir):
-    from latentwire.shared.upscaling import UPSCALE_CHUNK, run_windows
+    from latentwire.shared.upscaling import chunk_size, run_windows
 
     model, _ = sr2x
     with Image.open(data_dir / "bsd100" / "101085.jpg") as image:
@@ -234,7 +234,41 @@ def test_a_window_upscales_the_same_whatever_it_is_batched_with(sr2x, data_dir):
             np.testing.assert_array_equal(run_windows(model, crowd)[at], alone)
     finally:
         hook.remove()
-    assert set(calls) == {(UPSCALE_CHUNK, True)}
+    assert set(calls) == {(chunk_size(torch.device("cpu")), True)}
+
+
+def test_upscalers_run_in_fp32_on_a_cpu_and_refuse_half_precision_there():
+    from latentwire.shared.upscaling import serving_dtype
+
+    cpu = torch.device("cpu")
+    assert serving_dtype(cpu) == serving_dtype(cpu, "fp32") == torch.float32
+    assert serving_dtype(torch.device("cuda"), "auto") == torch.float16
+    assert serving_dtype(torch.device("cuda"), "bf16") == torch.bfloat16
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        serving_dtype(cpu, "fp16")
+    with pytest.raises(ValueError, match="expected auto or one of"):
+        serving_dtype(cpu, "fp8")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_fp16_on_cuda_upscales_set5_as_well_as_fp32(sr2x, data_dir):
+    """The precision ``auto`` picks on CUDA keeps the shipped model's quality on Set5."""
+    import copy
+
+    from latentwire.shared.upscaling import serving_dtype
+    from latentwire.training.sr_eval import evaluate_sr
+
+    model, _ = sr2x
+    cuda = torch.device("cuda")
+    full = copy.deepcopy(model).to(cuda)
+    half = copy.deepcopy(model).to(cuda, serving_dtype(cuda))
+    assert next(half.parameters()).dtype == torch.float16
+    scores = evaluate_sr(
+        image_files(data_dir / "set5"),
+        2,
+        {"fp32": lambda im: upscale_image(full, im), "fp16": lambda im: upscale_image(half, im)},
+    )
+    assert abs(scores["fp16"]["psnr_y_db"] - scores["fp32"]["psnr_y_db"]) < 0.02
 
 
 def test_upscale_keeps_mode_and_alpha(sr2x):
