@@ -7,6 +7,10 @@ body (what ``Client.encode`` sends), single images as multipart, and /encode/bat
 of 16 images.
 
     python benchmarks/encode_load.py --seconds 10 --out benchmarks/results
+    # one cell with a server setting changed, for paired runs (run it in turn with and
+    # without the setting)
+    python benchmarks/encode_load.py --requests raw --concurrency 32 --batching on \
+        --server-env LATENTWIRE_TORCH_THREADS=1 --out /tmp/ab
 """
 
 from __future__ import annotations
@@ -52,9 +56,20 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="per measurement")
     parser.add_argument("--concurrency", default="1,8,32,64")
     parser.add_argument("--requests", default="raw,multipart,batch", help="request kinds")
+    parser.add_argument("--batching", choices=["both", "on", "off"], default="both")
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the server under test (repeatable), e.g. LATENTWIRE_TORCH_THREADS=1",
+    )
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load, unrecorded")
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
+    env = dict(pair.split("=", 1) for pair in args.server_env)
+    modes = {"both": (True, False), "on": (True,), "off": (False,)}[args.batching]
 
     _, test_set, _ = load_datasets("fashion-mnist")
     bodies = []
@@ -68,8 +83,10 @@ def main() -> None:
     gc.collect()
     gc.freeze()
     rows = []
-    for batching in (True, False):
-        with server(batching) as url:
+    for batching in modes:
+        with server(batching, env) as url:
+            if args.warmup > 0:  # first requests pay for lazy imports and allocations
+                drive(url, request_maker("raw", bodies), max(levels), args.warmup)
             for kind in args.requests.split(","):
                 make = request_maker(kind, bodies)
                 for concurrency in levels:
