@@ -239,7 +239,7 @@ class ModelRegistry:
                 generator,
                 generator.generate_batch,
                 s.max_generate_images,
-                s.upscale_queue_capacity,
+                s.generate_queue_capacity,
                 lambda request: request[0],  # (n, seed): sized by its images
             )
 

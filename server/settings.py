@@ -50,12 +50,15 @@ class Settings(BaseSettings):
         "auto", description="upscaler dtype: auto = fp16 on CUDA, fp32 on CPU (the only choice)"
     )
     upscale_queue_capacity: int = Field(
-        64, ge=1, description="/upscale and /generate requests waiting per model before 503"
+        64, ge=1, description="/upscale requests waiting per model before 503"
     )
     default_generator: str = Field(
         "fashion-mnist-dcgan", description="generator used by /generate when none is named"
     )
     max_generate_images: int = Field(256, ge=1, description="images per /generate request")
+    generate_queue_capacity: int = Field(
+        64, ge=1, description="/generate requests waiting per model before 503"
+    )
     torch_threads: int = Field(
         0, ge=0, description="CPU threads for the models; 0 = torch's default (one per core)"
     )

@@ -3,6 +3,7 @@
 import io
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import msgpack
@@ -79,3 +80,17 @@ def test_client_and_command_line_agree_with_local_sampling(server, tmp_path):
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
     first = np.asarray(images[0])
     assert np.abs(first.astype(int) - a[2:30, 2:30].astype(int)).max() <= 1
+
+
+def test_a_full_generate_queue_answers_503_at_once():
+    with running_server({"LATENTWIRE_GENERATE_QUEUE_CAPACITY": "1"}) as (url, _proc):
+
+        def one(_) -> httpx.Response:
+            return httpx.post(f"{url}/generate", params={"n": 256}, timeout=120)
+
+        with ThreadPoolExecutor(12) as pool:
+            answers = list(pool.map(one, range(12)))
+        statuses = {r.status_code for r in answers}
+        assert statuses <= {200, 503} and 503 in statuses and 200 in statuses
+        refused = next(r for r in answers if r.status_code == 503)
+        assert refused.headers["retry-after"] and refused.json()["error"]["code"] == "overloaded"
