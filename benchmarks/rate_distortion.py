@@ -19,7 +19,9 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -158,7 +160,19 @@ def bd_rate(
     return float((np.exp(avg_t - avg_a) - 1) * 100)
 
 
-def plot(rows: list[dict], path: Path, title: str) -> None:
+def plot(
+    rows: list[dict],
+    path: Path,
+    title: str,
+    *,
+    rate: str = "bytes",
+    rate_label: str = "bytes per image (whole message)",
+    psnr_label: str = "PSNR (dB)",
+    limits: tuple[tuple[float, float], tuple[float, float]] = ((0, 600), (18, 45)),
+    extra: Callable[[Any], None] | None = None,
+) -> None:
+    """The RD plot of every codec in ``rows`` (``rate`` against PSNR); ``extra`` draws
+    reference marks on the axes."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -166,23 +180,33 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 5))
     for name in ["latentwire", "JPEG", "WebP", "AVIF"]:
-        pts = sorted((r["bytes"], r["psnr_db"]) for r in rows if r["codec"] == name)
+        pts = sorted((r[rate], r["psnr_db"]) for r in rows if r["codec"] == name)
         if pts:
             style = "o-" if name == "latentwire" else ".--"
             ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=name)
-    png = [r for r in rows if r["codec"] == "PNG"]
-    if png:
-        ax.axvline(png[0]["bytes"], color="grey", lw=0.8, label=f"PNG {png[0]['bytes']:.0f} B")
-    ax.set_xlabel("bytes per image (whole message)")
-    ax.set_ylabel("PSNR (dB)")
-    ax.set_xlim(0, 600)
-    ax.set_ylim(18, 45)
+    if extra:
+        extra(ax)
+    ax.set_xlabel(rate_label)
+    ax.set_ylabel(psnr_label)
+    ax.set_xlim(*limits[0])
+    ax.set_ylim(*limits[1])
     ax.grid(True, alpha=0.3)
     ax.legend()
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def png_line(rows: list[dict]) -> Callable[[Any], None]:
+    """A vertical mark at lossless PNG's mean size, when the rows have it."""
+
+    def draw(ax: Any) -> None:
+        png = [r for r in rows if r["codec"] == "PNG"]
+        if png:
+            ax.axvline(png[0]["bytes"], color="grey", lw=0.8, label=f"PNG {png[0]['bytes']:.0f} B")
+
+    return draw
 
 
 def main() -> None:
@@ -224,7 +248,8 @@ def main() -> None:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    plot(rows, out / f"{stem}.png", f"{args.dataset}, {n} test images, one image per message")
+    title = f"{args.dataset}, {n} test images, one image per message"
+    plot(rows, out / f"{stem}.png", title, extra=png_line(rows))
 
     print(f"{args.dataset}: {n} test images on {machine}")
     print(f"{'codec':<11}{'setting':<20}{'bytes':>8}{'bpp':>8}{'PSNR':>8}{'MS-SSIM':>9}")

@@ -19,11 +19,12 @@ import os
 import platform
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
-from rate_distortion import bd_rate, psnr
+from rate_distortion import bd_rate, plot, psnr
 from tqdm import tqdm
 
 from latentwire.client.decoding import Decoder
@@ -124,30 +125,9 @@ def latentwire_points(photos: list[np.ndarray], folders: list[Path]) -> list[dic
     return rows
 
 
-def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 5))
-    for name in ["latentwire", "JPEG", "WebP", "AVIF"]:
-        pts = sorted((r["bpp"], r["psnr_db"]) for r in rows if r["codec"] == name)
-        if pts:
-            style = "o-" if name == "latentwire" else ".--"
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=name)
+def published_points(ax: Any) -> None:
     bpp, db = zip(*BMSHJ2018_FACTORIZED, strict=True)
     ax.plot(bpp, db, "k^:", label="bmshj2018-factorized (published)")
-    ax.set_xlabel("bits per pixel (whole message)")
-    ax.set_ylabel("RGB PSNR (dB)")
-    ax.set_xlim(0, 1.6)
-    ax.set_ylim(22, 40)
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    ax.set_title("Kodak, 24 photos, each coded on its own")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def main() -> None:
@@ -181,7 +161,16 @@ def main() -> None:
         "bd_rate_y_percent_vs": bd_y,
     }
     (out / "rd_kodak.json").write_text(json.dumps(result, indent=2) + "\n")
-    plot(rows, out / "rd_kodak.png")
+    plot(
+        rows,
+        out / "rd_kodak.png",
+        "Kodak, 24 photos, each coded on its own",
+        rate="bpp",
+        rate_label="bits per pixel (whole message)",
+        psnr_label="RGB PSNR (dB)",
+        limits=((0, 1.6), (22, 40)),
+        extra=published_points,
+    )
     print(f"kodak: {len(photos)} photos on {machine}")
     header = ("codec", "setting", "bpp", "PSNR", "Y-PSNR", "enc ms", "dec ms")
     print("{:<11}{:<14}{:>7}{:>8}{:>8}{:>9}{:>9}".format(*header))
