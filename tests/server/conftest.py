@@ -4,6 +4,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import httpx
@@ -60,3 +61,14 @@ def server(tiny_codec):
     """A server hosting the shipped codecs plus the codec trained by the test session."""
     with running_server({"LATENTWIRE_MODEL_DIR": str(tiny_codec)}) as (url, _proc):
         yield url
+
+
+def assert_a_full_queue_refuses(post, count: int = 12) -> None:
+    """``count`` concurrent calls of ``post()``: some served, the rest refused at once with
+    503 ``overloaded`` and a Retry-After, nothing else."""
+    with ThreadPoolExecutor(count) as pool:
+        answers = list(pool.map(lambda _: post(), range(count)))
+    statuses = {r.status_code for r in answers}
+    assert statuses <= {200, 503} and 503 in statuses and 200 in statuses
+    refused = next(r for r in answers if r.status_code == 503)
+    assert refused.headers["retry-after"] and refused.json()["error"]["code"] == "overloaded"

@@ -3,7 +3,6 @@
 import io
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import msgpack
@@ -12,7 +11,7 @@ import pytest
 from PIL import Image
 
 from latentwire.client import Client
-from tests.server.conftest import running_server
+from tests.server.conftest import assert_a_full_queue_refuses, running_server
 
 CLI = [sys.executable, "-m", "latentwire.shared.cli"]
 
@@ -84,13 +83,6 @@ def test_client_and_command_line_agree_with_local_sampling(server, tmp_path):
 
 def test_a_full_generate_queue_answers_503_at_once():
     with running_server({"LATENTWIRE_GENERATE_QUEUE_CAPACITY": "1"}) as (url, _proc):
-
-        def one(_) -> httpx.Response:
-            return httpx.post(f"{url}/generate", params={"n": 256}, timeout=120)
-
-        with ThreadPoolExecutor(12) as pool:
-            answers = list(pool.map(one, range(12)))
-        statuses = {r.status_code for r in answers}
-        assert statuses <= {200, 503} and 503 in statuses and 200 in statuses
-        refused = next(r for r in answers if r.status_code == 503)
-        assert refused.headers["retry-after"] and refused.json()["error"]["code"] == "overloaded"
+        assert_a_full_queue_refuses(
+            lambda: httpx.post(f"{url}/generate", params={"n": 256}, timeout=120)
+        )

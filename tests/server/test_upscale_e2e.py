@@ -18,7 +18,7 @@ from latentwire.client import Client
 from latentwire.shared.models.loading import load_model
 from latentwire.shared.package import find_package
 from latentwire.shared.upscaling import upscale_image
-from tests.server.conftest import running_server
+from tests.server.conftest import assert_a_full_queue_refuses, running_server
 
 
 @pytest.fixture(scope="module")
@@ -149,16 +149,7 @@ def test_pixel_limit_queue_limit_and_timeout(photos):
         assert r.status_code == 413 and "70000" in r.json()["error"]["message"]
 
         body = png(photos[3])  # 200x127: 2 tiles
-
-        def one(_) -> httpx.Response:
-            return httpx.post(f"{url}/upscale", content=body, timeout=120)
-
-        with ThreadPoolExecutor(12) as pool:
-            answers = list(pool.map(one, range(12)))
-        statuses = {r.status_code for r in answers}
-        assert statuses <= {200, 503} and 503 in statuses and 200 in statuses
-        refused = next(r for r in answers if r.status_code == 503)
-        assert refused.headers["retry-after"] and refused.json()["error"]["code"] == "overloaded"
+        assert_a_full_queue_refuses(lambda: httpx.post(f"{url}/upscale", content=body, timeout=120))
         assert httpx.get(f"{url}/healthz").status_code == 200
 
     with running_server({"LATENTWIRE_REQUEST_TIMEOUT_S": "0.001"}) as (url, _proc):
