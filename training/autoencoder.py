@@ -35,15 +35,22 @@ log = logging.getLogger("latentwire.train")
 
 
 @dataclass
-class TrainConfig(LoopConfig):
-    arch: str = "convlinear"
-    dataset: str = "fashion-mnist"
+class ImageDataConfig(LoopConfig):
+    """The data options of the recipes that train on a data set of images."""
+
+    dataset: str = "fashion-mnist"  # fashion-mnist, mnist or folder:PATH
     data_dir: str | None = None
     download: bool = False
-    channels: int = 1  # folder data sets only
+    # folder data sets only: the geometry images are brought to
+    channels: int = 1
     height: int = 28
     width: int = 28
     fit: str = "center-crop"
+
+
+@dataclass
+class TrainConfig(ImageDataConfig):
+    arch: str = "convlinear"
     out: str = "runs/ae"
     # architecture options
     hidden: int = 64  # mlp
@@ -123,7 +130,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_image_arguments(parser: argparse.ArgumentParser, d) -> None:
+def add_image_arguments(parser: argparse.ArgumentParser, d: ImageDataConfig) -> None:
     parser.add_argument("--dataset", default=d.dataset, help="fashion-mnist, mnist or folder:PATH")
     add_data_arguments(parser)
     parser.add_argument("--channels", type=int, choices=[1, 3], default=d.channels)

@@ -22,18 +22,11 @@ from torch.utils.data import DataLoader, Dataset
 from latentwire.shared.models import get_model
 from latentwire.training import autoencoder, distributed
 from latentwire.training.gan import LabelledImages, random_hflip
-from latentwire.training.loop import LoopConfig, add_loop_arguments, fit, recipe_main
+from latentwire.training.loop import add_loop_arguments, fit, recipe_main
 
 
 @dataclass
-class TrainConfig(LoopConfig):
-    dataset: str = "fashion-mnist"
-    data_dir: str | None = None
-    download: bool = False
-    channels: int = 1
-    height: int = 28
-    width: int = 28
-    fit: str = "center-crop"
+class TrainConfig(autoencoder.ImageDataConfig):
     features: int = 128
     flip: bool | None = None  # default: on for fashion-mnist only
     epochs: int = 5

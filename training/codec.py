@@ -29,10 +29,15 @@ from torch.utils.data import DataLoader, Dataset
 from latentwire.shared.models import ImageShape, get_model
 from latentwire.shared.models.codec import TRANSFORMS
 from latentwire.training import distributed
-from latentwire.training.autoencoder import add_image_arguments, load_data, write_report
+from latentwire.training.autoencoder import (
+    ImageDataConfig,
+    add_image_arguments,
+    load_data,
+    write_report,
+)
 from latentwire.training.checkpoint import load_checkpoint
 from latentwire.training.evaluate import psnr, to_unit
-from latentwire.training.loop import LoopConfig, add_loop_arguments, fit, recipe_main
+from latentwire.training.loop import add_loop_arguments, fit, recipe_main
 from latentwire.training.sr_data import TRAIN_SETS, RandomPatches, find_folders, split_files
 
 log = logging.getLogger("latentwire.train")
@@ -51,14 +56,7 @@ def lambda_of(dataset: str, quality: int, lmbda: float | None = None) -> float:
 
 
 @dataclass
-class TrainConfig(LoopConfig):
-    dataset: str = "fashion-mnist"
-    data_dir: str | None = None
-    download: bool = False
-    channels: int = 1
-    height: int = 28
-    width: int = 28
-    fit: str = "center-crop"
+class TrainConfig(ImageDataConfig):
     out: str = "runs/codec"
     batch_size: int = 64
     quality: int = 3

@@ -30,7 +30,7 @@ from latentwire.shared.models import ImageShape, get_model
 from latentwire.shared.pixels import grid
 from latentwire.training import autoencoder, distributed
 from latentwire.training.adversarial import fit_adversarial
-from latentwire.training.loop import LoopConfig, add_loop_arguments
+from latentwire.training.loop import add_loop_arguments
 
 ARCHS = ("gan", "dcgan")
 # `latentwire train gan` and `latentwire train dcgan` are this one recipe.
@@ -39,15 +39,8 @@ SAMPLE_SEED = 1234  # the fixed noise batch of the sample grids
 
 
 @dataclass
-class TrainConfig(LoopConfig):
+class TrainConfig(autoencoder.ImageDataConfig):
     arch: str = "dcgan"
-    dataset: str = "fashion-mnist"
-    data_dir: str | None = None
-    download: bool = False
-    channels: int = 1  # folder data sets only: the geometry images are brought to
-    height: int = 28
-    width: int = 28
-    fit: str = "center-crop"
     latent: int = 100
     features: int = 512  # dcgan: generator channels after the projection
     conditional: bool = False
