@@ -61,8 +61,8 @@ def main() -> None:
     gc.collect()
     gc.freeze()  # keep the load generator's collector off its start-up heap
     rows = []
+    env = {"LATENTWIRE_DEVICE": args.device, "LATENTWIRE_UPSCALE_PRECISION": args.precision}
     for batching in (True, False):
-        env = {"LATENTWIRE_DEVICE": args.device, "LATENTWIRE_UPSCALE_PRECISION": args.precision}
         with server(batching, env) as url:
             for concurrency in levels:
                 row = drive(url, make, concurrency, args.seconds)
