@@ -28,10 +28,12 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
+    # Generators take their state as CPU byte tensors; a checkpoint loaded with
+    # map_location="cuda" holds them on the GPU.
+    torch.set_rng_state(state["torch"].cpu())
     random.setstate(_to_tuple(state["python"]))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 def _to_tuple(value: Any) -> Any:

@@ -109,6 +109,16 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
         assert torch.equal(a[name], b[name]), name
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_cuda_run_resumes(tmp_path):
+    """A checkpoint is loaded onto the training device, its RNG state included."""
+    args = [*CLI, "train", "codec", "--limit", "640", "--device", "cuda", "--no-progress"]
+    args += ["--out", str(tmp_path)]
+    subprocess.run([*args, "--epochs", "1"], check=True, capture_output=True)
+    subprocess.run([*args, "--epochs", "2", "--resume"], check=True, capture_output=True)
+    assert latest_checkpoint(tmp_path).name.endswith("epoch0002.pt")
+
+
 _SAVE_FOREVER = """
 import sys, torch
 from latentwire.training.checkpoint import save_checkpoint
