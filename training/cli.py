@@ -10,7 +10,7 @@ from pathlib import Path
 
 from latentwire.training import autoencoder, classifier, codec, gan, sr
 from latentwire.training.data import DatasetError
-from latentwire.training.loop import config_from_args
+from latentwire.training.loop import config_from_args, stop_on_sigterm
 
 # name -> recipe module; `gan` and `dcgan` are one recipe (its SUBCOMMAND_DEFAULTS).
 RECIPES = {
@@ -44,6 +44,7 @@ def _train(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     module = RECIPES[args.recipe]
     command = ["latentwire", "train", *argv]
+    stop_on_sigterm()
     module.train(config_from_args(module.TrainConfig, args, command))
     return 0
 

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import platform
 import shlex
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -220,6 +221,18 @@ def fit(
     return model
 
 
+def stop_on_sigterm() -> None:
+    """End the process on SIGTERM (``kill``, a scheduler's time limit) as on Ctrl-C, by an
+    exception: a checkpoint being written is then removed, not left half-written beside
+    the others, and ``--resume`` continues from the last whole epoch."""
+
+    def stop(signum: int, frame: Any) -> None:
+        log.warning("stopped by SIGTERM; --resume continues from the last whole epoch")
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def recipe_main(
     name: str,
     doc: str,
@@ -234,4 +247,5 @@ def recipe_main(
     add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    stop_on_sigterm()
     train(config_from_args(config_class, args, ["latentwire", "train", name, *argv]))

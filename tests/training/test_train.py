@@ -148,6 +148,25 @@ def test_a_kill_during_save_never_leaves_a_torn_checkpoint(tmp_path):
         assert torch.all(weights == weights[0]) and weights[0] >= last_saved
 
 
+def test_sigterm_during_a_save_leaves_no_temporary_file(tmp_path):
+    script = "from latentwire.training.loop import stop_on_sigterm\nstop_on_sigterm()\n"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script + _SAVE_FOREVER, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    last_saved = int(proc.stdout.readline())
+    deadline = time.monotonic() + 30
+    while not list(tmp_path.glob(".*.tmp")):
+        assert time.monotonic() < deadline, "saves do not go through a temporary file"
+        time.sleep(0.001)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    assert not list(tmp_path.glob(".*.tmp"))
+    weights = load_checkpoint(latest_checkpoint(tmp_path))["model"]["w"]
+    assert torch.all(weights == weights[0]) and weights[0] >= last_saved
+
+
 def test_ddp_two_cpu_processes_agree_and_only_rank0_writes(tmp_path):
     result = subprocess.run(
         [
