@@ -3,11 +3,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("LATENTWIRE_DATA", REPO.parent / "shared" / "data"))
 BIN = Path(sys.executable).parent
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of two uint8-range images."""
+    mse = np.mean((a.astype(float) - b.astype(float)) ** 2)
+    return 10 * np.log10(255**2 / mse)
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ from latentwire.client import (
 from latentwire.shared.package import list_packages, read_manifest
 from latentwire.shared.wire import IR, parse
 from latentwire.training.data import load_datasets
-from tests.conftest import BIN
+from tests.conftest import BIN, psnr
 from tests.server.conftest import free_port, running_server
 
 TINY = "tiny-codec-q4"
@@ -48,11 +48,6 @@ def png(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, "PNG")
     return buffer.getvalue()
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(float) - b.astype(float)) ** 2)
-    return 10 * np.log10(255**2 / mse)
 
 
 def test_health_and_models(server):

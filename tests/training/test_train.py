@@ -128,43 +128,45 @@ for n in range(10**6):  # each save holds its number in every element
 """
 
 
-def test_a_kill_during_save_never_leaves_a_torn_checkpoint(tmp_path):
-    for _ in range(4):
-        proc = subprocess.Popen(
-            [sys.executable, "-c", _SAVE_FOREVER, str(tmp_path)], stdout=subprocess.PIPE, text=True
-        )
-        last_saved = int(proc.stdout.readline())
-        leftovers = set(tmp_path.glob(".*.tmp"))
-        # Wait for the next save's temporary file to appear, then kill it mid-write.
-        deadline = time.monotonic() + 30
-        while not set(tmp_path.glob(".*.tmp")) - leftovers:
-            assert time.monotonic() < deadline, "saves do not go through a temporary file"
-            time.sleep(0.001)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        assert len(set(tmp_path.glob(".*.tmp")) - leftovers) == 1  # the torn write
-        weights = load_checkpoint(latest_checkpoint(tmp_path))["model"]["w"]
-        assert weights.numel() == 4_000_000
-        assert torch.all(weights == weights[0]) and weights[0] >= last_saved
-
-
-def test_sigterm_during_a_save_leaves_no_temporary_file(tmp_path):
-    script = "from latentwire.training.loop import stop_on_sigterm\nstop_on_sigterm()\n"
+def _signal_mid_save(run_dir, sig: int, prelude: str = ""):
+    """Start ``prelude`` + a process saving checkpoints forever into ``run_dir``; after its
+    first finished save, wait for the next save's temporary file and send ``sig`` then.
+    Returns (process, the temporary files there were before, the last finished save)."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", script + _SAVE_FOREVER, str(tmp_path)],
+        [sys.executable, "-c", prelude + _SAVE_FOREVER, str(run_dir)],
         stdout=subprocess.PIPE,
         text=True,
     )
     last_saved = int(proc.stdout.readline())
+    leftovers = set(run_dir.glob(".*.tmp"))
     deadline = time.monotonic() + 30
-    while not list(tmp_path.glob(".*.tmp")):
+    while not set(run_dir.glob(".*.tmp")) - leftovers:
         assert time.monotonic() < deadline, "saves do not go through a temporary file"
         time.sleep(0.001)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
+    return proc, leftovers, last_saved
+
+
+def _assert_last_save_whole(run_dir, last_saved: int) -> None:
+    weights = load_checkpoint(latest_checkpoint(run_dir))["model"]["w"]
+    assert weights.numel() == 4_000_000
+    assert torch.all(weights == weights[0]) and weights[0] >= last_saved
+
+
+def test_a_kill_during_save_never_leaves_a_torn_checkpoint(tmp_path):
+    for _ in range(4):
+        proc, leftovers, last_saved = _signal_mid_save(tmp_path, signal.SIGKILL)
+        proc.wait()
+        assert len(set(tmp_path.glob(".*.tmp")) - leftovers) == 1  # the torn write
+        _assert_last_save_whole(tmp_path, last_saved)
+
+
+def test_sigterm_during_a_save_leaves_no_temporary_file(tmp_path):
+    prelude = "from latentwire.training.loop import stop_on_sigterm\nstop_on_sigterm()\n"
+    proc, _, last_saved = _signal_mid_save(tmp_path, signal.SIGTERM, prelude)
     assert proc.wait(timeout=30) == 128 + signal.SIGTERM
     assert not list(tmp_path.glob(".*.tmp"))
-    weights = load_checkpoint(latest_checkpoint(tmp_path))["model"]["w"]
-    assert torch.all(weights == weights[0]) and weights[0] >= last_saved
+    _assert_last_save_whole(tmp_path, last_saved)
 
 
 def test_ddp_two_cpu_processes_agree_and_only_rank0_writes(tmp_path):
