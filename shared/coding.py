@@ -1,9 +1,13 @@
 """Entropy coding of integer latents with ANS (constriction) over fixed integer tables.
 
 Pure numpy: the server encodes with it and the client decodes with it, so both sides share
-one implementation and one set of tables. Symbols are coded channel by channel, each
-channel with its own categorical model over the values [-R, R]; values outside are clamped
-by the encoder (the tables hold all but a negligible tail of every channel's density).
+one implementation and one set of tables. Symbols are coded channel by channel, each with
+a categorical model over the values [-R, R]; values outside are clamped by the encoder (the
+tables hold all but a negligible tail of every density).
+
+Which table codes a symbol is fixed by its channel and, for models of one fixed geometry,
+by its position and a context: how many earlier channels are nonzero at that position (the
+decoder knows them by then). No network is evaluated, so coding is bit-exact anywhere.
 """
 
 from __future__ import annotations
@@ -23,8 +27,18 @@ class CodingError(ValueError):
 
 @dataclass(frozen=True, eq=False)
 class SymbolTables:
+    """Integer frequency tables and the rule that picks one for each latent symbol.
+
+    The symbol at channel ``c``, position ``p`` (row-major over the latent's h x w) is coded
+    with table ``(c * positions + p) * contexts + x``, where ``x`` is the number of channels
+    before ``c`` that are nonzero at ``p``, capped at ``contexts - 1``.
+    ``positions`` is 1 (one table for all positions of a channel: any-size models) or h * w.
+    """
+
     radius: int  # symbols are the integers [-radius, radius]
-    frequencies: np.ndarray  # (channels, 2 * radius + 1) uint32, every entry >= 1
+    frequencies: np.ndarray  # (tables, 2 * radius + 1) uint32, every entry >= 1
+    positions: int = 1
+    contexts: int = 1
 
     def __post_init__(self) -> None:
         f = self.frequencies
@@ -32,16 +46,33 @@ class SymbolTables:
             raise ValueError(
                 f"frequency table of shape {f.shape} does not match radius {self.radius}"
             )
+        per_channel = self.positions * self.contexts
+        if self.positions < 1 or self.contexts < 1 or f.shape[0] % per_channel:
+            raise ValueError(
+                f"{f.shape[0]} tables do not divide into {self.positions} positions x "
+                f"{self.contexts} contexts per channel"
+            )
         if (f < 1).any() or (f.sum(axis=1) != 1 << FREQUENCY_BITS).any():
             raise ValueError(f"every row must be positive and sum to 2**{FREQUENCY_BITS}")
 
     @property
     def channels(self) -> int:
-        return self.frequencies.shape[0]
+        return self.frequencies.shape[0] // (self.positions * self.contexts)
+
+    @property
+    def one_per_channel(self) -> bool:
+        return self.positions == self.contexts == 1
 
     @classmethod
-    def from_pmf(cls, pmf: np.ndarray, radius: int, bits: int = FREQUENCY_BITS) -> SymbolTables:
-        """Quantize per-channel probabilities to integer frequencies summing to 2**bits."""
+    def from_pmf(
+        cls,
+        pmf: np.ndarray,
+        radius: int,
+        bits: int = FREQUENCY_BITS,
+        positions: int = 1,
+        contexts: int = 1,
+    ) -> SymbolTables:
+        """Quantize each table's probabilities to integer frequencies summing to 2**bits."""
         total = 1 << bits
         pmf = np.asarray(pmf, dtype=np.float64)
         pmf = pmf / pmf.sum(axis=1, keepdims=True)
@@ -60,45 +91,106 @@ class SymbolTables:
                     row[j] += 1
                     excess += 1
                 i += 1
-        return cls(radius, freq.astype(np.uint32))
+        return cls(radius, freq.astype(np.uint32), positions, contexts)
+
+    @cached_property
+    def probabilities(self) -> np.ndarray:
+        """The tables as constriction takes them, from the integers alone (exact, portable)."""
+        return self.frequencies.astype(np.float64) / (1 << FREQUENCY_BITS)
 
     @cached_property
     def models(self) -> list:
-        """One constriction model per channel, built from the integers alone (exact, portable)."""
-        probabilities = self.frequencies.astype(np.float64) / (1 << FREQUENCY_BITS)
-        return [constriction.stream.model.Categorical(p, perfect=False) for p in probabilities]
+        """One prebuilt constriction model per table (used when one table codes a channel)."""
+        return [constriction.stream.model.Categorical(p, perfect=False) for p in self.probabilities]
+
+    def rows(self, channel: int | np.ndarray, nonzero_before: np.ndarray) -> np.ndarray:
+        """The probability row (the table) of each symbol, given how many earlier channels
+        are nonzero at its position: ``nonzero_before`` is (positions,) for one channel, or
+        (channels, positions) with ``channel`` a column of channel numbers."""
+        return self._pick(self._probability_grid, channel, nonzero_before)
+
+    def _pick(self, grid: np.ndarray, channel: int | np.ndarray, before: np.ndarray) -> np.ndarray:
+        positions = np.arange(before.shape[-1]) if self.positions > 1 else 0
+        return grid[channel, positions, np.minimum(before, self.contexts - 1)]
+
+    @cached_property
+    def _probability_grid(self) -> np.ndarray:
+        # (channels, positions, contexts, symbols): indexing it beats computing table numbers.
+        return self.probabilities.reshape(self.channels, self.positions, self.contexts, -1)
+
+    def check_latent_shape(self, shape: tuple[int, ...]) -> None:
+        if shape[0] != self.channels:
+            raise ValueError(f"latent shape {shape} does not match {self.channels} channels")
+        if self.positions > 1 and int(np.prod(shape[1:], dtype=np.int64)) != self.positions:
+            raise ValueError(f"latent shape {shape} does not match {self.positions} positions")
 
     def bits(self, latent: np.ndarray) -> float:
         """Ideal code length in bits of an integer latent (channels first)."""
-        symbols = np.clip(latent, -self.radius, self.radius) + self.radius
-        flat = symbols.reshape(self.channels, -1)
-        p = np.take_along_axis(self.frequencies, flat, axis=1) / (1 << FREQUENCY_BITS)
+        symbols = _symbols(latent, self)
+        grid = self.frequencies.reshape(self.channels, self.positions, self.contexts, -1)
+        tables = self._pick(grid, np.arange(self.channels)[:, None], _nonzero_before(symbols, self))
+        p = np.take_along_axis(tables, symbols[..., None], axis=-1) / (1 << FREQUENCY_BITS)
         return float(-np.log2(p).sum())
+
+
+def nonzero_before(nonzero: np.ndarray) -> np.ndarray:
+    """For a (channels, positions) mask, how many earlier channels are nonzero at each
+    position: the coding context."""
+    counts = np.zeros(nonzero.shape, dtype=np.int64)
+    np.cumsum(nonzero[:-1], axis=0, out=counts[1:])
+    return counts
+
+
+def _nonzero_before(symbols: np.ndarray, tables: SymbolTables) -> np.ndarray:
+    """The context counts of all (channels, positions) symbols at once, as the encoder
+    knows them (the decoder learns them channel by channel)."""
+    return nonzero_before(symbols != tables.radius)
+
+
+def _symbols(latent: np.ndarray, tables: SymbolTables) -> np.ndarray:
+    """(channels, positions) symbols in [0, 2R]: the latent clamped to [-R, R], plus R."""
+    tables.check_latent_shape(latent.shape)
+    clamped = np.clip(latent, -tables.radius, tables.radius) + tables.radius
+    return clamped.astype(np.int32).reshape(tables.channels, -1)
+
+
+# constriction's categorical family, parameterized per symbol by a row of probabilities; it
+# quantizes a row exactly as the prebuilt model of that row does (tested).
+_PER_SYMBOL = constriction.stream.model.Categorical(perfect=False)
 
 
 def encode_latent(latent: np.ndarray, tables: SymbolTables) -> bytes:
     """Code an integer latent of shape (channels, ...) into bytes."""
-    if latent.shape[0] != tables.channels:
-        raise ValueError(f"latent has {latent.shape[0]} channels, tables {tables.channels}")
-    symbols = (np.clip(latent, -tables.radius, tables.radius) + tables.radius).astype(np.int32)
-    symbols = symbols.reshape(tables.channels, -1)
+    symbols = _symbols(latent, tables)
     coder = constriction.stream.stack.AnsCoder()
-    for channel in reversed(range(tables.channels)):  # a stack: the decoder reads forwards
-        coder.encode_reverse(symbols[channel], tables.models[channel])
+    # A stack: symbols are pushed last first, so the decoder reads channel 0 first.
+    if tables.one_per_channel:
+        for c in reversed(range(tables.channels)):
+            coder.encode_reverse(symbols[c], tables.models[c])
+    else:
+        rows = tables.rows(np.arange(tables.channels)[:, None], _nonzero_before(symbols, tables))
+        coder.encode_reverse(symbols.ravel(), _PER_SYMBOL, rows.reshape(symbols.size, -1))
     # Trailing zero bytes of the last little-endian word carry nothing; the decoder restores them.
     return coder.get_compressed().astype("<u4").tobytes().rstrip(b"\0")
 
 
 def decode_latent(payload: bytes, tables: SymbolTables, shape: tuple[int, ...]) -> np.ndarray:
     """Inverse of :func:`encode_latent`; ``shape`` is the latent's shape (channels first)."""
-    if shape[0] != tables.channels:
-        raise ValueError(f"latent shape {shape} does not match {tables.channels} channels")
+    tables.check_latent_shape(shape)
     per_channel = int(np.prod(shape[1:], dtype=np.int64))
     padded = payload + b"\0" * (-len(payload) % 4)
     words = np.frombuffer(padded, dtype="<u4").astype(np.uint32)
+    before = np.zeros(per_channel, dtype=np.int64)
+    rows = []
     try:
         coder = constriction.stream.stack.AnsCoder(words)
-        rows = [coder.decode(tables.models[c], per_channel) for c in range(tables.channels)]
+        for c in range(tables.channels):
+            if tables.one_per_channel:
+                row = coder.decode(tables.models[c], per_channel)
+            else:
+                row = coder.decode(_PER_SYMBOL, tables.rows(c, before))
+            before += row != tables.radius
+            rows.append(row)
     except (ValueError, RuntimeError) as e:
         raise CodingError(f"payload is not valid ANS data ({e})") from None
     if not coder.is_empty():

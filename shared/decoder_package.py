@@ -16,7 +16,12 @@ import numpy as np
 from latentwire.shared.coding import SymbolTables
 
 DECODER_NAME = "decoder.msgpack"
-FORMAT = 1
+# 1: one table per latent channel, frequencies as uint32. 2: tables per channel, position and
+# context (see SymbolTables), frequencies as uint16 (a row sums to 2**16 over 3 or more
+# entries, each at least 1, so none reaches 2**16). Packages with one table per channel
+# are still written as format 1, so their bytes and digests stay what they were.
+FORMATS = (1, 2)
+MAX_CONTEXTS = 64
 MAX_PACKAGE_BYTES = 256 << 20
 
 
@@ -39,19 +44,23 @@ class DecoderPackage:
     digest: int = 0  # of the serialized package; set by from_bytes (see digest_of)
 
     def to_bytes(self) -> bytes:
-        return msgpack.packb(
-            {
-                "format": FORMAT,
-                "model": self.model,
-                "image_shape": list(self.image_shape),
-                "latent_shape": list(self.latent_shape),
-                "stride": self.stride,
-                "radius": self.tables.radius,
-                "frequencies": self.tables.frequencies.astype("<u4").tobytes(),
-                "onnx": self.onnx,
-            },
-            use_bin_type=True,
-        )
+        tables = self.tables
+        fields = {
+            "format": 1 if tables.one_per_channel else 2,
+            "model": self.model,
+            "image_shape": list(self.image_shape),
+            "latent_shape": list(self.latent_shape),
+            "stride": self.stride,
+            "radius": tables.radius,
+        }
+        if tables.one_per_channel:
+            fields["frequencies"] = tables.frequencies.astype("<u4").tobytes()
+        else:
+            fields["positions"] = tables.positions
+            fields["contexts"] = tables.contexts
+            fields["frequencies"] = tables.frequencies.astype("<u2").tobytes()
+        fields["onnx"] = self.onnx
+        return msgpack.packb(fields, use_bin_type=True)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> DecoderPackage:
@@ -62,12 +71,20 @@ class DecoderPackage:
             shape = tuple(int(v) for v in d["image_shape"])
             latent = tuple(int(v) for v in d["latent_shape"])
             radius = int(d["radius"])
-            if d["format"] != FORMAT or len(shape) != 3 or len(latent) != 3:
+            version = d["format"]
+            if version not in FORMATS or len(shape) != 3 or len(latent) != 3:
                 raise ValueError("unsupported format or bad shapes")
             if not 0 < radius < 4096:
                 raise ValueError(f"radius {radius} out of bounds")
-            freq = np.frombuffer(d["frequencies"], dtype="<u4").reshape(latent[0], 2 * radius + 1)
-            tables = SymbolTables(radius, freq.astype(np.uint32))
+            positions = int(d["positions"]) if version == 2 else 1
+            contexts = int(d["contexts"]) if version == 2 else 1
+            if positions not in (1, latent[1] * latent[2]) or not 0 < contexts <= MAX_CONTEXTS:
+                raise ValueError(f"{positions} positions, {contexts} contexts do not fit {latent}")
+            dtype = "<u4" if version == 1 else "<u2"
+            freq = np.frombuffer(d["frequencies"], dtype=dtype).reshape(-1, 2 * radius + 1)
+            if len(freq) != latent[0] * positions * contexts:
+                raise ValueError(f"{len(freq)} tables for a latent of shape {latent}")
+            tables = SymbolTables(radius, freq.astype(np.uint32), positions, contexts)
             model, onnx = str(d["model"]), bytes(d["onnx"])
             stride = int(d["stride"])
         except (DecoderPackageError, KeyError, TypeError, ValueError, msgpack.UnpackException) as e:

@@ -48,6 +48,8 @@ def tiny_codec(tmp_path_factory, data_dir):
             epochs=1,
             limit=2048,
             quality=4,
+            positional_prior=True,  # per-position, per-context tables (format-2 package)
+            prior_contexts=4,
             out=str(root / "run"),
             progress=False,
             command="latentwire train codec (test)",

@@ -11,7 +11,12 @@ photos; never Kodak, Set5 or BSD100), ``--patches-per-epoch`` a epoch; 5% of the
 Loss = rate + lambda * 255^2 * MSE, with the rate in bits per pixel from the prior's
 likelihoods of the noisy latent, and MSE on the [0, 1] scale (as CompressAI's zoo). The
 quality level picks lambda from :data:`LAMBDAS`; ``--lmbda`` overrides it. ``--init``
-starts from another codec's checkpoint (a neighbouring quality level converges fast).
+starts from another codec's checkpoint (a neighbouring quality level converges fast);
+from a codec with one density per channel, ``--positional-prior`` and ``--prior-contexts``
+start with copies of that channel's density at every position and context.
+
+    latentwire train codec --dataset fashion-mnist --quality 3 --positional-prior \
+        --prior-contexts 4 --init runs/fashion-mnist-q3/ckpt-...pt --epochs 6 --lr-drop 4
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from latentwire.shared.models import ImageShape, get_model
 from latentwire.shared.models.codec import TRANSFORMS
+from latentwire.shared.models.entropy import spread_prior
 from latentwire.training import distributed
 from latentwire.training.autoencoder import (
     ImageDataConfig,
@@ -64,6 +70,8 @@ class TrainConfig(ImageDataConfig):
     transform: str = "gdn"
     filters: int = 32
     latent_channels: int = 32
+    positional_prior: bool = False
+    prior_contexts: int = 1
     init: str | None = None  # checkpoint to start from
     photos: str = TRAIN_SETS  # --dataset photos: the folders to cut patches from
     patch: int = 128
@@ -144,9 +152,13 @@ def train(cfg: TrainConfig) -> nn.Module:
             transform=cfg.transform,
             filters=cfg.filters,
             latent_channels=cfg.latent_channels,
+            positional_prior=cfg.positional_prior,
+            prior_contexts=cfg.prior_contexts,
         )
         if cfg.init and not cfg.resume:
-            model.load_state_dict(load_checkpoint(cfg.init)["model"])
+            state = load_checkpoint(cfg.init)["model"]
+            spread_prior(state, model.prior)
+            model.load_state_dict(state)
             if runtime.is_main:
                 log.info("initialized from %s", cfg.init)
 
@@ -173,6 +185,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--transform", choices=TRANSFORMS, default=d.transform)
     parser.add_argument("--filters", type=int, default=d.filters, help="hidden width N")
     parser.add_argument("--latent-channels", type=int, default=d.latent_channels, help="M")
+    parser.add_argument(
+        "--positional-prior",
+        action="store_true",
+        help="one density per latent channel and position (fixed-geometry models)",
+    )
+    parser.add_argument(
+        "--prior-contexts",
+        type=int,
+        default=d.prior_contexts,
+        help="densities per position, chosen by how many earlier channels are nonzero there",
+    )
     parser.add_argument("--init", default=None, help="start from this codec checkpoint")
     parser.add_argument("--photos", default=d.photos, help="--dataset photos: folders")
     parser.add_argument("--patch", type=int, default=d.patch, help="photo patch side")

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from latentwire.shared.coding import encode_latent
-from latentwire.shared.decoder_package import DecoderPackage
+from latentwire.shared.decoder_package import MAX_CONTEXTS, DecoderPackage
 from latentwire.shared.models.autoencoders import ConvAutoencoder, ConvConfig
 from latentwire.shared.models.entropy import FactorizedPrior
 from latentwire.shared.models.layers import GDN, conv, deconv
@@ -31,10 +31,16 @@ class FactorizedCodecConfig:
     transform: str = "gdn"  # see FactorizedCodec
     filters: int = 64  # N: width of the hidden layers
     latent_channels: int = 32  # M: channels of the coded latent
+    positional_prior: bool = False  # a density per channel and latent position
+    prior_contexts: int = 1  # densities per position, by earlier channels nonzero there
 
     def __post_init__(self) -> None:
         if self.transform not in TRANSFORMS:
             raise ValueError(f"transform must be one of {TRANSFORMS}, not {self.transform!r}")
+        if self.positional_prior and self.transform == "bmshj2018":
+            raise ValueError("a positional prior needs a model of one fixed geometry")
+        if not 1 <= self.prior_contexts <= MAX_CONTEXTS:
+            raise ValueError(f"prior_contexts must be 1 to {MAX_CONTEXTS}")
 
 
 @register_family("factorized", FactorizedCodecConfig)
@@ -87,9 +93,10 @@ class FactorizedCodec(nn.Module):
                 GDN(n, inverse=True),
                 deconv(n, s.channels),
             )
-        self.prior = FactorizedPrior(m)
         # (M, 0, 0) for any-size models: the latent's size follows the image's.
         self.latent_shape = (m, 0, 0) if self.any_size else (m, s.height // 4, s.width // 4)
+        positions = self.latent_shape[1] * self.latent_shape[2] if config.positional_prior else 1
+        self.prior = FactorizedPrior(m, positions, config.prior_contexts)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(reconstruction, likelihoods of the quantized latent)."""

@@ -1,8 +1,12 @@
-"""The factorized prior: one learned density per latent channel (Ballé et al. 2018, sec. 6.1).
+"""The factorized prior: learned densities of the latent (Ballé et al. 2018, sec. 6.1).
 
-In training it gives each quantized latent's likelihood (with additive uniform noise as the
-stand-in for rounding). At export it is turned into integer frequency tables, once; after
-that no network is evaluated to code a symbol, so decoding is bit-exact on any machine.
+One density per latent channel, as in the paper; for models of one fixed geometry, one per
+channel and position, and optionally per context, where the context is how many earlier
+channels are nonzero at the position (:class:`SymbolTables` has the rule). The latent's
+elements stay independent given the already decoded channels, and no network is evaluated
+to code: at export every density becomes an integer frequency table, once, so decoding is
+bit-exact on any machine. In training the prior gives each quantized latent's likelihood,
+with additive uniform noise as the stand-in for rounding.
 """
 
 from __future__ import annotations
@@ -17,10 +21,16 @@ from latentwire.shared.coding import FREQUENCY_BITS, SymbolTables
 
 class FactorizedPrior(nn.Module):
     def __init__(
-        self, channels: int, filters: tuple[int, ...] = (3, 3, 3), init_scale: float = 10.0
+        self,
+        channels: int,
+        positions: int = 1,
+        contexts: int = 1,
+        filters: tuple[int, ...] = (3, 3, 3),
+        init_scale: float = 10.0,
     ) -> None:
         super().__init__()
-        self.channels = channels
+        self.channels, self.positions, self.contexts = channels, positions, contexts
+        densities = channels * positions * contexts  # indexed as SymbolTables' tables
         widths = (1, *filters, 1)
         scale = init_scale ** (1 / (len(widths) - 1))
         self.matrices = nn.ParameterList()
@@ -29,54 +39,97 @@ class FactorizedPrior(nn.Module):
         for i in range(len(widths) - 1):
             init = float(np.log(np.expm1(1 / scale / widths[i + 1])))
             self.matrices.append(
-                nn.Parameter(torch.full((channels, widths[i + 1], widths[i]), init))
+                nn.Parameter(torch.full((densities, widths[i + 1], widths[i]), init))
             )
-            self.biases.append(nn.Parameter(torch.rand(channels, widths[i + 1], 1) - 0.5))
+            self.biases.append(nn.Parameter(torch.rand(densities, widths[i + 1], 1) - 0.5))
             if i < len(widths) - 2:
-                self.factors.append(nn.Parameter(torch.zeros(channels, widths[i + 1], 1)))
+                self.factors.append(nn.Parameter(torch.zeros(densities, widths[i + 1], 1)))
 
     def _logits_cumulative(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (C, 1, L) -> the logit of the cumulative density at x, per channel."""
+        """x: (densities, 1, L) -> the logit of each density's cumulative at x."""
         for i, (matrix, bias) in enumerate(zip(self.matrices, self.biases, strict=True)):
             x = torch.matmul(F.softplus(matrix), x) + bias
             if i < len(self.factors):
                 x = x + torch.tanh(self.factors[i]) * torch.tanh(x)
         return x
 
-    def likelihood(self, y: torch.Tensor) -> torch.Tensor:
-        """P(y - 1/2 < Y < y + 1/2) for every element of y (N, C, ...)."""
-        shape = y.shape
-        values = y.transpose(0, 1).reshape(self.channels, 1, -1)
-        # Both bounds in one pass through the small per-channel network (it is op-bound).
-        bounds = self._logits_cumulative(torch.cat([values - 0.5, values + 0.5], dim=2))
+    def _mass(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (densities, 1, L) -> P(x - 1/2 < Y < x + 1/2) under each density, (densities, L)."""
+        # Both bounds in one pass through the small per-density network (it is op-bound).
+        bounds = self._logits_cumulative(torch.cat([x - 0.5, x + 0.5], dim=2))
         lower, upper = bounds.chunk(2, dim=2)
         # Subtract in the tail where the sigmoids are far from saturation (numerics).
         sign = -torch.sign(lower + upper).detach()
         p = torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower))
-        p = p.clamp_min(1e-9)
-        moved = shape[1:2] + shape[:1] + shape[2:]
-        return p.reshape(moved).transpose(0, 1)
+        return p.clamp_min(1e-9).squeeze(1)
+
+    def likelihood(self, y: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """P(y - 1/2 < Y < y + 1/2) for every element of y (N, C, H, W), each under its
+        channel's (and position's, and ``context``'s) density."""
+        n, c, h, w = y.shape
+        positions = self.positions
+        if positions not in (1, h * w):
+            raise ValueError(f"a prior for {positions} positions got a {h}x{w} latent")
+        values = y.permute(1, 2, 3, 0).reshape(c, positions, 1, -1)  # (C, P, 1, L)
+        values = values.expand(c, positions, self.contexts, values.shape[-1])
+        p = self._mass(values.reshape(c * positions * self.contexts, 1, -1))
+        p = p.reshape(c, positions, self.contexts, -1)
+        if self.contexts > 1:  # the density of each element's context
+            index = context.clamp(max=self.contexts - 1).permute(1, 2, 3, 0)
+            p = p.gather(2, index.reshape(c, positions, 1, -1))
+        return p.reshape(c, h, w, n).permute(3, 0, 1, 2)
 
     def forward(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(y_hat, likelihoods): noisy in training, rounded in eval."""
-        y_hat = y + torch.empty_like(y).uniform_(-0.5, 0.5) if self.training else torch.round(y)
-        return y_hat, self.likelihood(y_hat)
+        """(y_hat, likelihoods): noisy in training, rounded in eval. Contexts come from the
+        rounded latent, as the coder sees it."""
+        rounded = torch.round(y).detach()
+        y_hat = y + torch.empty_like(y).uniform_(-0.5, 0.5) if self.training else rounded
+        context = nonzero_before(rounded) if self.contexts > 1 else None
+        return y_hat, self.likelihood(y_hat, context)
 
     @torch.no_grad()
     def tables(self, tail_mass: float = 1e-7, max_radius: int = 255) -> SymbolTables:
         """Integer frequency tables over a symmetric range [-R, R] that holds all but
-        ``tail_mass`` of every channel's density; each symbol keeps a frequency of at least 1.
+        ``tail_mass`` of every density; each symbol keeps a frequency of at least 1.
         """
+        densities = self.matrices[0].shape[0]
         device = self.matrices[0].device
         grid = torch.arange(-max_radius - 1, max_radius + 2, device=device, dtype=torch.float32)
         cdf = torch.sigmoid(
-            self._logits_cumulative(grid.view(1, 1, -1).expand(self.channels, 1, -1) + 0.5)
-        ).squeeze(1)  # (C, len(grid)): P(Y < k + 1/2)
+            self._logits_cumulative(grid.view(1, 1, -1).expand(densities, 1, -1) + 0.5)
+        ).squeeze(1)  # (densities, len(grid)): P(Y < k + 1/2)
         inside = (cdf > tail_mass / 2) & (cdf < 1 - tail_mass / 2)
         ks = grid[inside.any(0)]
         radius = int(max(abs(ks.min().item()), abs(ks.max().item()), 1)) if len(ks) else 1
-        radius = min(radius, max_radius)
-        values = torch.arange(-radius, radius + 1, device=device, dtype=torch.float32)
-        pmf = self.likelihood(values.view(1, 1, -1).expand(1, self.channels, -1))[0]
-        pmf = pmf.double().cpu().numpy()
-        return SymbolTables.from_pmf(pmf, radius, FREQUENCY_BITS)
+        tables = self._quantized(min(radius, max_radius))
+        # Values that every table gives only the least frequency (under 2**-16 in every
+        # density) are left out of the range: each symbol's row gets shorter, nothing else.
+        used = np.flatnonzero((tables.frequencies > 1).any(axis=0)) - tables.radius
+        radius = int(max(np.abs(used).max(), 1))
+        return tables if radius == tables.radius else self._quantized(radius)
+
+    def _quantized(self, radius: int) -> SymbolTables:
+        densities = self.matrices[0].shape[0]
+        values = torch.arange(-radius, radius + 1, device=self.matrices[0].device).float()
+        pmf = self._mass(values.view(1, 1, -1).expand(densities, 1, -1)).double().cpu().numpy()
+        return SymbolTables.from_pmf(pmf, radius, FREQUENCY_BITS, self.positions, self.contexts)
+
+
+def nonzero_before(latent: torch.Tensor) -> torch.Tensor:
+    """For a rounded latent (N, C, H, W), how many earlier channels are nonzero at each
+    position (the torch twin of :func:`latentwire.shared.coding.nonzero_before`)."""
+    nonzero = (latent != 0).long()
+    return torch.cumsum(nonzero, dim=1) - nonzero
+
+
+def spread_prior(state: dict[str, torch.Tensor], prior: FactorizedPrior) -> None:
+    """Fit a state dict's coarser prior to ``prior``, in place: each density of a per-channel
+    (or per-channel-and-position) prior is copied to the finer prior's positions and
+    contexts, so a trained codec starts a finer prior at the rate it had."""
+    densities = prior.matrices[0].shape[0]
+    for key in [k for k in state if k.startswith("prior.")]:
+        have = state[key].shape[0]
+        if have != densities:
+            if densities % have or have not in (prior.channels, densities // prior.contexts):
+                raise ValueError(f"cannot spread a prior of {have} densities to {densities}")
+            state[key] = state[key].repeat_interleave(densities // have, dim=0)

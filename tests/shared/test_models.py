@@ -1,7 +1,10 @@
+import numpy as np
 import pytest
 import torch
 
+from latentwire.shared import coding
 from latentwire.shared.models import ImageShape, get_model, list_families, make_config
+from latentwire.shared.models.entropy import nonzero_before, spread_prior
 from latentwire.shared.models.registry import register_family
 
 SHAPES = [ImageShape(1, 28, 28), ImageShape(3, 24, 40), ImageShape(3, 30, 45)]
@@ -44,3 +47,54 @@ def test_config_from_plain_values_rejects_unknown_keys():
         make_config("mlp", {"shape": {"channels": 1, "height": 28, "width": 28}, "depth": 3})
     with pytest.raises(KeyError, match="unknown model family"):
         get_model("transformer", shape=ImageShape(1, 28, 28))
+
+
+def small_codec(**prior):
+    return get_model(
+        "factorized", shape=ImageShape(1, 28, 28), filters=8, latent_channels=4, **prior
+    ).eval()
+
+
+def test_a_spread_prior_starts_at_the_rate_it_had():
+    coarse = small_codec()
+    with torch.no_grad():
+        for bias in coarse.prior.biases:
+            bias.normal_(0, 1)
+    fine = small_codec(positional_prior=True, prior_contexts=3)
+    state = coarse.state_dict()
+    spread_prior(state, fine.prior)
+    fine.load_state_dict(state)
+    y = torch.randn(5, 4, 7, 7) * 2
+    assert torch.allclose(coarse.prior(y)[1], fine.prior(y)[1])
+    with pytest.raises(ValueError, match="cannot spread"):
+        spread_prior(fine.state_dict(), small_codec(prior_contexts=2).prior)
+
+
+def test_training_contexts_are_the_coders_contexts():
+    y = torch.randint(-2, 3, (3, 5, 7, 7)) * (torch.rand(3, 5, 7, 7) < 0.3)
+    for latent, context in zip(y.numpy(), nonzero_before(y.float()).numpy(), strict=True):
+        expected = coding.nonzero_before(latent.reshape(5, -1) != 0)
+        assert np.array_equal(context.reshape(5, -1), expected)
+
+
+@pytest.mark.parametrize("prior", [{}, {"positional_prior": True, "prior_contexts": 3}])
+def test_exported_tables_charge_what_the_prior_estimates(prior):
+    """Each symbol is coded with the table made from the density that rated it in training
+    (distinct random densities: a table picked in another order would cost far more)."""
+    model = small_codec(**prior)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for bias in model.prior.biases:
+            bias.normal_(0, 1)
+    y = torch.round(torch.randn(4, 4, 7, 7) * 1.5)
+    estimate = -torch.log2(model.prior(y)[1]).sum().item()
+    tables = model.prior.tables()
+    bits = sum(tables.bits(latent) for latent in y.int().numpy())
+    assert bits == pytest.approx(estimate, rel=1e-3)
+
+
+def test_a_positional_prior_needs_a_fixed_geometry():
+    with pytest.raises(ValueError, match="fixed geometry"):
+        get_model(
+            "factorized", shape=ImageShape(3, 64, 64), transform="bmshj2018", positional_prior=True
+        )
