@@ -107,11 +107,14 @@ class SymbolTables:
         """The probability row (the table) of each symbol, given how many earlier channels
         are nonzero at its position: ``nonzero_before`` is (positions,) for one channel, or
         (channels, positions) with ``channel`` a column of channel numbers."""
-        return self._pick(self._probability_grid, channel, nonzero_before)
+        positions = np.arange(nonzero_before.shape[-1]) if self.positions > 1 else 0
+        context = np.minimum(nonzero_before, self.contexts - 1)
+        return self._probability_grid[channel, positions, context]
 
-    def _pick(self, grid: np.ndarray, channel: int | np.ndarray, before: np.ndarray) -> np.ndarray:
-        positions = np.arange(before.shape[-1]) if self.positions > 1 else 0
-        return grid[channel, positions, np.minimum(before, self.contexts - 1)]
+    def _all_rows(self, symbols: np.ndarray) -> np.ndarray:
+        """The rows of all (channels, positions) symbols at once: the encoder knows every
+        context up front (the decoder learns them channel by channel)."""
+        return self.rows(np.arange(self.channels)[:, None], nonzero_before(symbols != self.radius))
 
     @cached_property
     def _probability_grid(self) -> np.ndarray:
@@ -127,9 +130,7 @@ class SymbolTables:
     def bits(self, latent: np.ndarray) -> float:
         """Ideal code length in bits of an integer latent (channels first)."""
         symbols = _symbols(latent, self)
-        grid = self.frequencies.reshape(self.channels, self.positions, self.contexts, -1)
-        tables = self._pick(grid, np.arange(self.channels)[:, None], _nonzero_before(symbols, self))
-        p = np.take_along_axis(tables, symbols[..., None], axis=-1) / (1 << FREQUENCY_BITS)
+        p = np.take_along_axis(self._all_rows(symbols), symbols[..., None], axis=-1)
         return float(-np.log2(p).sum())
 
 
@@ -139,12 +140,6 @@ def nonzero_before(nonzero: np.ndarray) -> np.ndarray:
     counts = np.zeros(nonzero.shape, dtype=np.int64)
     np.cumsum(nonzero[:-1], axis=0, out=counts[1:])
     return counts
-
-
-def _nonzero_before(symbols: np.ndarray, tables: SymbolTables) -> np.ndarray:
-    """The context counts of all (channels, positions) symbols at once, as the encoder
-    knows them (the decoder learns them channel by channel)."""
-    return nonzero_before(symbols != tables.radius)
 
 
 def _symbols(latent: np.ndarray, tables: SymbolTables) -> np.ndarray:
@@ -168,8 +163,8 @@ def encode_latent(latent: np.ndarray, tables: SymbolTables) -> bytes:
         for c in reversed(range(tables.channels)):
             coder.encode_reverse(symbols[c], tables.models[c])
     else:
-        rows = tables.rows(np.arange(tables.channels)[:, None], _nonzero_before(symbols, tables))
-        coder.encode_reverse(symbols.ravel(), _PER_SYMBOL, rows.reshape(symbols.size, -1))
+        rows = tables._all_rows(symbols).reshape(symbols.size, -1)
+        coder.encode_reverse(symbols.ravel(), _PER_SYMBOL, rows)
     # Trailing zero bytes of the last little-endian word carry nothing; the decoder restores them.
     return coder.get_compressed().astype("<u4").tobytes().rstrip(b"\0")
 

@@ -30,7 +30,7 @@ class FactorizedPrior(nn.Module):
     ) -> None:
         super().__init__()
         self.channels, self.positions, self.contexts = channels, positions, contexts
-        densities = channels * positions * contexts  # indexed as SymbolTables' tables
+        self.densities = densities = channels * positions * contexts  # as SymbolTables' tables
         widths = (1, *filters, 1)
         scale = init_scale ** (1 / (len(widths) - 1))
         self.matrices = nn.ParameterList()
@@ -92,11 +92,10 @@ class FactorizedPrior(nn.Module):
         """Integer frequency tables over a symmetric range [-R, R] that holds all but
         ``tail_mass`` of every density; each symbol keeps a frequency of at least 1.
         """
-        densities = self.matrices[0].shape[0]
         device = self.matrices[0].device
         grid = torch.arange(-max_radius - 1, max_radius + 2, device=device, dtype=torch.float32)
         cdf = torch.sigmoid(
-            self._logits_cumulative(grid.view(1, 1, -1).expand(densities, 1, -1) + 0.5)
+            self._logits_cumulative(grid.view(1, 1, -1).expand(self.densities, 1, -1) + 0.5)
         ).squeeze(1)  # (densities, len(grid)): P(Y < k + 1/2)
         inside = (cdf > tail_mass / 2) & (cdf < 1 - tail_mass / 2)
         ks = grid[inside.any(0)]
@@ -109,9 +108,9 @@ class FactorizedPrior(nn.Module):
         return tables if radius == tables.radius else self._quantized(radius)
 
     def _quantized(self, radius: int) -> SymbolTables:
-        densities = self.matrices[0].shape[0]
         values = torch.arange(-radius, radius + 1, device=self.matrices[0].device).float()
-        pmf = self._mass(values.view(1, 1, -1).expand(densities, 1, -1)).double().cpu().numpy()
+        values = values.view(1, 1, -1).expand(self.densities, 1, -1)
+        pmf = self._mass(values).double().cpu().numpy()
         return SymbolTables.from_pmf(pmf, radius, FREQUENCY_BITS, self.positions, self.contexts)
 
 
@@ -126,7 +125,7 @@ def spread_prior(state: dict[str, torch.Tensor], prior: FactorizedPrior) -> None
     """Fit a state dict's coarser prior to ``prior``, in place: each density of a per-channel
     (or per-channel-and-position) prior is copied to the finer prior's positions and
     contexts, so a trained codec starts a finer prior at the rate it had."""
-    densities = prior.matrices[0].shape[0]
+    densities = prior.densities
     for key in [k for k in state if k.startswith("prior.")]:
         have = state[key].shape[0]
         if have != densities:
