@@ -9,13 +9,12 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from latentwire.server.deps import require_api_key
 from latentwire.server.errors import install_error_handlers
 from latentwire.server.metrics import Metrics
-from latentwire.server.middleware import BodyLimit, RequestMetrics
+from latentwire.server.middleware import ApiKeys, BodyLimit, RequestMetrics
 from latentwire.server.registry import ModelRegistry
 from latentwire.server.routes import encode, generate, health, models, upscale
 from latentwire.server.settings import Settings
@@ -61,19 +60,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.ready = False
     install_error_handlers(app)
 
-    app.include_router(health.router)
-    protected = [Depends(require_api_key)]
-    app.include_router(models.router, dependencies=protected)
-    app.include_router(encode.router, dependencies=protected)
-    app.include_router(upscale.router, dependencies=protected)
-    app.include_router(generate.router, dependencies=protected)
-    app.add_api_route(
-        "/metrics",
-        health.metrics_response,
-        methods=["GET"],
-        dependencies=protected,
-        include_in_schema=False,
-    )
+    for routes in (health, models, encode, upscale, generate):
+        app.include_router(routes.router)
+    app.add_api_route("/metrics", health.metrics_response, methods=["GET"], include_in_schema=False)
     if not open_docs:
 
         async def openapi_schema() -> JSONResponse:
@@ -83,10 +72,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "/openapi.json",
             openapi_schema,
             methods=["GET"],
-            dependencies=protected,
             include_in_schema=False,
         )
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, metrics=metrics)
+    if settings.keys:  # health stays open: orchestrators probe it without a key
+        open_paths = [route.path for route in health.router.routes]
+        app.add_middleware(ApiKeys, keys=settings.keys, open_paths=open_paths, metrics=metrics)
     app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: sees every answer
     return app
