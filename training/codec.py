@@ -72,6 +72,7 @@ class TrainConfig(ImageDataConfig):
     latent_channels: int = 32
     positional_prior: bool = False
     prior_contexts: int = 1
+    hard_quantization: bool = False  # round in training too; the analysis stays as it is
     init: str | None = None  # checkpoint to start from
     photos: str = TRAIN_SETS  # --dataset photos: the folders to cut patches from
     patch: int = 128
@@ -109,10 +110,10 @@ def load_photos(cfg: TrainConfig) -> tuple[Dataset, Dataset, ImageShape]:
 
 
 def rate_distortion(
-    model: nn.Module, x: torch.Tensor, lmbda: float
+    model: nn.Module, x: torch.Tensor, lmbda: float, hard: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(loss, bits per pixel, MSE on [0, 1]) of a batch."""
-    x_hat, likelihoods = model(x)
+    x_hat, likelihoods = model(x, hard)
     pixels = x.shape[0] * x.shape[2] * x.shape[3]
     bpp = -torch.log2(likelihoods).sum() / pixels
     mse = nn.functional.mse_loss(x_hat, x) / 4  # [-1, 1] -> [0, 1] scale
@@ -163,7 +164,7 @@ def train(cfg: TrainConfig) -> nn.Module:
                 log.info("initialized from %s", cfg.init)
 
         def batch_loss(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
-            return rate_distortion(m, x, lmbda)[0]
+            return rate_distortion(m, x, lmbda, cfg.hard_quantization)[0]
 
         def evaluate(m: nn.Module, data: Dataset) -> dict[str, float]:
             return evaluate_codec(m, data, lmbda, runtime.device)
@@ -195,6 +196,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=d.prior_contexts,
         help="densities per position, chosen by how many earlier channels are nonzero there",
+    )
+    parser.add_argument(
+        "--hard-quantization",
+        action="store_true",
+        help="a last stage: the analysis stays fixed, the synthesis and the prior train on "
+        "the rounded latent, as it is coded and decoded",
     )
     parser.add_argument("--init", default=None, help="start from this codec checkpoint")
     parser.add_argument("--photos", default=d.photos, help="--dataset photos: folders")

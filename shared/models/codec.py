@@ -98,9 +98,12 @@ class FactorizedCodec(nn.Module):
         positions = self.latent_shape[1] * self.latent_shape[2] if config.positional_prior else 1
         self.prior = FactorizedPrior(m, positions, config.prior_contexts)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(reconstruction, likelihoods of the quantized latent)."""
-        y_hat, likelihoods = self.prior(self.analysis(x))
+    def forward(self, x: torch.Tensor, hard: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(reconstruction, likelihoods of the quantized latent); ``hard``: rounded, not
+        noisy, in training too (no gradient reaches the analysis then)."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not hard):
+            y = self.analysis(x)
+        y_hat, likelihoods = self.prior(y, hard)
         return self.synthesis(y_hat), likelihoods
 
     @torch.inference_mode()

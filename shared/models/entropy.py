@@ -79,11 +79,13 @@ class FactorizedPrior(nn.Module):
             p = p.gather(2, index.reshape(c, positions, 1, -1))
         return p.reshape(c, h, w, n).permute(3, 0, 1, 2)
 
-    def forward(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(y_hat, likelihoods): noisy in training, rounded in eval. Contexts come from the
-        rounded latent, as the coder sees it."""
+    def forward(self, y: torch.Tensor, hard: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(y_hat, likelihoods): with additive uniform noise in training, rounded in eval or
+        when ``hard`` (training on what the coder codes: see the codec recipe's
+        ``--hard-quantization``). Contexts come from the rounded latent, as the coder's."""
         rounded = torch.round(y).detach()
-        y_hat = y + torch.empty_like(y).uniform_(-0.5, 0.5) if self.training else rounded
+        noisy = self.training and not hard
+        y_hat = y + torch.empty_like(y).uniform_(-0.5, 0.5) if noisy else rounded
         context = nonzero_before(rounded) if self.contexts > 1 else None
         return y_hat, self.likelihood(y_hat, context)
 

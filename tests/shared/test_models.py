@@ -98,3 +98,21 @@ def test_a_positional_prior_needs_a_fixed_geometry():
         get_model(
             "factorized", shape=ImageShape(3, 64, 64), transform="bmshj2018", positional_prior=True
         )
+
+
+def test_hard_quantization_trains_on_the_coded_latent():
+    """Training with ``hard``: the synthesis gets the rounded latent and the prior rates it,
+    exactly as in use, and no gradient reaches the analysis (its latents stay put)."""
+    codec = small_codec(positional_prior=True, prior_contexts=3).train()
+    x = torch.rand(3, 1, 28, 28) * 2 - 1
+    _, hard_likelihoods = codec(x, hard=True)
+    x_hat, likelihoods = codec.eval()(x)
+    assert torch.equal(hard_likelihoods, likelihoods)
+    codec.train()
+    x_hat, likelihoods = codec(x, hard=True)
+    (x_hat.square().mean() - likelihoods.log().sum()).backward()
+    assert all(p.grad is None for p in codec.analysis.parameters())
+    assert all(p.grad is not None for p in codec.synthesis.parameters())
+    assert all(p.grad is not None for p in codec.prior.parameters())
+    _, noisy_likelihoods = codec(x)
+    assert not torch.equal(noisy_likelihoods, likelihoods)
