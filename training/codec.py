@@ -17,6 +17,9 @@ start with copies of that channel's density at every position and context.
 
     latentwire train codec --dataset fashion-mnist --quality 3 --positional-prior \
         --prior-contexts 4 --init runs/fashion-mnist-q3/ckpt-...pt --epochs 6 --lr-drop 4
+
+``--hard-quantization`` is a last stage for a trained codec: the analysis stays fixed, and
+the synthesis and the prior train on the rounded latent, as it is coded and decoded.
 """
 
 from __future__ import annotations
@@ -162,6 +165,10 @@ def train(cfg: TrainConfig) -> nn.Module:
             model.load_state_dict(state)
             if runtime.is_main:
                 log.info("initialized from %s", cfg.init)
+
+        if cfg.hard_quantization:
+            # Fixed, not just without gradients: DistributedDataParallel would wait for them.
+            model.analysis.requires_grad_(False)
 
         def batch_loss(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
             return rate_distortion(m, x, lmbda, cfg.hard_quantization)[0]

@@ -236,3 +236,34 @@ def test_export_writes_a_package_that_reproduces_its_metrics(tmp_path):
     result = subprocess.run([*CLI, "eval", str(tmp_path / "pkg")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert '"psnr_db"' in result.stdout
+
+
+def test_hard_quantization_stage_keeps_the_analysis_and_runs_under_ddp(tmp_path):
+    """The last stage trains synthesis and prior on rounded latents; the analysis is fixed
+    (so DistributedDataParallel, which waits for every trainable parameter, still runs)."""
+    small = ["--dataset", "fashion-mnist", "--filters", "8", "--latent-channels", "4"]
+    small += ["--limit", "512", "--epochs", "1", "--no-progress"]
+    first = subprocess.run(
+        [*CLI, "train", "codec", *small, "--out", str(tmp_path / "soft")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert first.returncode == 0, first.stderr[-3000:]
+    init = latest_checkpoint(tmp_path / "soft")
+    torchrun = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2"]
+    stage = ["--init", str(init), "--hard-quantization", "--out", str(tmp_path / "hard")]
+    hard = subprocess.run(
+        [*torchrun, "-m", "latentwire.training.codec", *small, *stage],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert hard.returncode == 0, hard.stderr[-3000:]
+    digests = dict(re.findall(r"rank (\d) final weights sha256 ([0-9a-f]{64})", hard.stderr))
+    assert set(digests) == {"0", "1"} and digests["0"] == digests["1"]
+    before = load_checkpoint(init)["model"]
+    after = load_checkpoint(latest_checkpoint(tmp_path / "hard"))["model"]
+    for name, value in before.items():
+        changed = not torch.equal(value, after[name])
+        assert changed == (not name.startswith("analysis.")), name
