@@ -103,7 +103,7 @@ class SymbolTables:
         """One prebuilt constriction model per table (used when one table codes a channel)."""
         return [constriction.stream.model.Categorical(p, perfect=False) for p in self.probabilities]
 
-    def rows(self, channel: int | np.ndarray, nonzero_before: np.ndarray) -> np.ndarray:
+    def rows(self, channel: int | slice, nonzero_before: np.ndarray) -> np.ndarray:
         """The probability row (the table) of each symbol, given how many earlier channels
         are nonzero at its position: ``nonzero_before`` is (positions,) for channel number
         ``channel``, or (channels, positions) with ``channel`` the slice of all channels."""
