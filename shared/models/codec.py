@@ -100,10 +100,9 @@ class FactorizedCodec(nn.Module):
 
     def forward(self, x: torch.Tensor, hard: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """(reconstruction, likelihoods of the quantized latent); ``hard``: rounded, not
-        noisy, in training too (no gradient reaches the analysis then)."""
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not hard):
-            y = self.analysis(x)
-        y_hat, likelihoods = self.prior(y, hard)
+        noisy, in training too (the rounded latent is detached: no gradient reaches the
+        analysis; the training recipe also fixes its parameters)."""
+        y_hat, likelihoods = self.prior(self.analysis(x), hard)
         return self.synthesis(y_hat), likelihoods
 
     @torch.inference_mode()
