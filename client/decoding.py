@@ -69,7 +69,7 @@ class Decoder:
             if ir.digest != self.package.digest:
                 raise IRError(
                     f"IR was made for a different version of {ir.model} (decoder digest "
-                    f"{ir.digest:08x}, this decoder is {self.package.digest:08x})"
+                    f"{ir.digest:04x}, this decoder is {self.package.digest:04x})"
                 )
         by_shape: dict[tuple[int, int, int], list[int]] = {}
         latents = []
@@ -150,7 +150,7 @@ class DecoderStore:
     def _cache_path(self, model: str, digest: int) -> Path | None:
         if self.cache_dir is None or not SAFE_ID.fullmatch(model):
             return None
-        return self.cache_dir / f"{model}-{digest:08x}.msgpack"
+        return self.cache_dir / f"{model}-{digest:04x}.msgpack"
 
     def has(self, model: str, digest: int) -> bool:
         try:
@@ -163,8 +163,8 @@ class DecoderStore:
         """Keep a downloaded decoder package, after checking it is the one wanted."""
         if digest_of(data) != digest:
             raise IRError(
-                f"the decoder offered for {model!r} has digest {digest_of(data):08x}, "
-                f"the IR needs {digest:08x}; refused"
+                f"the decoder offered for {model!r} has digest {digest_of(data):04x}, "
+                f"the IR needs {digest:04x}; refused"
             )
         decoder = self._load(model, data)
         path = self._cache_path(model, digest)
@@ -194,7 +194,7 @@ class DecoderStore:
             return self.add(model, digest, self.fetch(model))
         if candidates:
             raise IRError(
-                f"IR was made for a different version of {model} (decoder digest {digest:08x}); "
+                f"IR was made for a different version of {model} (decoder digest {digest:04x}); "
                 "this client has another"
             )
         raise IRError(f"no decoder for model {model!r} is available here")

@@ -91,7 +91,7 @@ class HostedCodec:
             "dataset": m.dataset,
             "quality": m.quality,
             "input": {"channels": c, "height": h or None, "width": w or None},  # None: any
-            "digest": f"{self.decoder.digest:08x}",
+            "digest": f"{self.decoder.digest:04x}",
             "metrics": m.metrics,
             "parameters": m.parameters,
         }

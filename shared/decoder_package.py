@@ -1,7 +1,7 @@
 """The decoder package: everything the client needs to decode one model's IRs, in one file.
 
 ``decoder.msgpack`` holds the synthesis transform as ONNX, the integer symbol tables, and
-the geometry. Its SHA-256 (first 4 bytes) is the digest every IR of the model carries.
+the geometry. Its SHA-256 (first 2 bytes) is the digest every IR of the model carries.
 It is msgpack, never pickle, because it may be downloaded from a server.
 """
 
@@ -30,7 +30,8 @@ class DecoderPackageError(ValueError):
 
 
 def digest_of(data: bytes) -> int:
-    return int.from_bytes(hashlib.sha256(data).digest()[:4], "big")
+    """The package's digest: the first 2 bytes of its SHA-256 (what IRs carry, see wire)."""
+    return int.from_bytes(hashlib.sha256(data).digest()[:2], "big")
 
 
 @dataclass(frozen=True, eq=False)

@@ -4,9 +4,11 @@
     [version, model, digest, payload, h, w]      size-agnostic models (true image size)
 
 ``model`` is a small integer from :data:`MODEL_CODES` for the shipped models (one byte on
-the wire) or the model id as a string for any other. ``digest`` is the first 4 bytes of
-the SHA-256 of the model's decoder package, as an unsigned integer, so an IR is never
-decoded by a decoder it was not made for. Pure Python: no torch, no numpy.
+the wire) or the model id as a string for any other. ``digest`` is the first 2 bytes of
+the SHA-256 of the model's decoder package, as an unsigned integer, so an IR is not
+decoded by a decoder it was not made for (a check against mix-ups between versions of a
+model, at 3 bytes on the wire; version 1 spent 5 on a 32-bit digest). Pure Python: no
+torch, no numpy.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from dataclasses import dataclass
 
 import msgpack
 
-VERSION = 1
+VERSION = 2
+DIGEST_BITS = 16  # see latentwire.shared.decoder_package.digest_of
 MAX_IR_BYTES = 64 << 20  # no image we can decode needs more
 MAX_SIDE = 1 << 15  # bound on a declared height or width, checked before any allocation
 
@@ -57,6 +60,10 @@ class IR:
         return msgpack.packb(fields, use_bin_type=True)
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # msgpack's True is a bool
+
+
 def parse(data: bytes) -> IR:
     """Parse and bounds-check an IR; raises :class:`IRError` for anything else."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -79,27 +86,27 @@ def parse(data: bytes) -> IR:
     if not isinstance(fields, list) or len(fields) not in (4, 6):
         raise IRError("an IR is a msgpack array of 4 or 6 fields")
     version, model, digest, payload = fields[:4]
-    if not isinstance(version, int) or isinstance(version, bool):
+    if not _is_int(version):
         raise IRError("IR version is not an integer")
     if version != VERSION:
         raise IRError(
             f"IR format version {version} is not supported (this decoder reads {VERSION})"
         )
-    if isinstance(model, int) and not isinstance(model, bool):
+    if _is_int(model):
         if model not in MODEL_CODES:
             raise IRError(f"unknown model code {model}")
         model = MODEL_CODES[model]
     elif not isinstance(model, str) or not model:
         raise IRError("IR model is neither a known code nor a model id")
-    if not isinstance(digest, int) or isinstance(digest, bool) or not 0 <= digest < 1 << 32:
-        raise IRError("IR decoder digest is not a 32-bit unsigned integer")
+    if not _is_int(digest) or not 0 <= digest < 1 << DIGEST_BITS:
+        raise IRError(f"IR decoder digest is not a {DIGEST_BITS}-bit unsigned integer")
     if not isinstance(payload, bytes):
         raise IRError("IR payload is not binary")
     size = None
     if len(fields) == 6:
         h, w = fields[4:]
         for side in (h, w):
-            if not isinstance(side, int) or isinstance(side, bool) or not 1 <= side <= MAX_SIDE:
+            if not _is_int(side) or not 1 <= side <= MAX_SIDE:
                 raise IRError(f"IR image size {h}x{w} is out of bounds (1..{MAX_SIDE})")
         size = (h, w)
     return IR(model, digest, payload, size)

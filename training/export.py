@@ -141,12 +141,16 @@ def export_codec(
     shape = ImageShape(**cfg["model"]["config"]["shape"])
     # A latent to trace the ONNX export with (its spatial size stays dynamic).
     example = (model.latent_shape[0], 4, 4) if model.any_size else model.latent_shape
+    if model.any_size:  # trained on random crops: no fixed set of latents to count
+        tables = model.prior.tables()
+    else:
+        tables = model.prior.counted_tables(_training_latents(model, cfg, data_dir))
     decoder = DecoderPackage(
         model=model_id,
         image_shape=(shape.channels, 0, 0) if model.any_size else astuple(shape),
         latent_shape=model.latent_shape,
         stride=model.stride,
-        tables=model.prior.tables(),
+        tables=tables,
         onnx=synthesis_to_onnx(model.synthesis, example),
     )
     write_atomically(out_dir / DECODER_NAME, decoder.to_bytes())
@@ -166,6 +170,15 @@ def export_codec(
         decoder_digest=decoder.digest,
         metrics=metrics,
     )
+
+
+def _training_latents(model, cfg: dict, data_dir: str | None) -> np.ndarray:
+    """The rounded latents of the run's training set (cut to ``--limit`` as the run was)."""
+    train_set = _datasets(cfg, data_dir)[0]
+    if cfg.get("limit"):
+        train_set = torch.utils.data.Subset(train_set, range(min(cfg["limit"], len(train_set))))
+    loader = torch.utils.data.DataLoader(train_set, batch_size=1000)
+    return np.concatenate([model.quantized_latent(x) for x in loader])
 
 
 def _small_codec_metrics(model, decoder: DecoderPackage, test_set, shape: ImageShape) -> dict:

@@ -20,11 +20,11 @@ async def list_models(registry: RegistryDep) -> list[dict[str, Any]]:
 )
 async def get_decoder(model_id: str, request: Request, registry: RegistryDep) -> Response:
     codec = registry.get(model_id)
-    etag = f'"{codec.decoder.digest:08x}"'
+    etag = f'"{codec.decoder.digest:04x}"'
     headers = {
         "ETag": etag,
         "Cache-Control": "public, max-age=31536000, immutable",  # a digest never changes
-        "X-Latentwire-Digest": f"{codec.decoder.digest:08x}",
+        "X-Latentwire-Digest": f"{codec.decoder.digest:04x}",
     }
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)

@@ -4,9 +4,11 @@ One density per latent channel, as in the paper; for models of one fixed geometr
 channel and position, and optionally per context, where the context is how many earlier
 channels are nonzero at the position (:class:`SymbolTables` has the rule). The latent's
 elements stay independent given the already decoded channels, and no network is evaluated
-to code: at export every density becomes an integer frequency table, once, so decoding is
-bit-exact on any machine. In training the prior gives each quantized latent's likelihood,
-with additive uniform noise as the stand-in for rounding.
+to code: at export every table becomes integer frequencies, once, so decoding is bit-exact
+on any machine — the learned density itself (:meth:`FactorizedPrior.tables`), or, for
+models of one fixed geometry, the training latents' histograms with the learned density as
+their prior (:meth:`FactorizedPrior.counted_tables`). In training the prior gives each
+quantized latent's likelihood, with additive uniform noise as the stand-in for rounding.
 """
 
 from __future__ import annotations
@@ -109,10 +111,52 @@ class FactorizedPrior(nn.Module):
         radius = int(max(np.abs(used).max(), 1))
         return tables if radius == tables.radius else self._quantized(radius)
 
-    def _quantized(self, radius: int) -> SymbolTables:
+    @torch.no_grad()
+    def counted_tables(
+        self, latents: np.ndarray, contexts: int = 8, prior_weight: float = 1.0
+    ) -> SymbolTables:
+        """Tables per channel, position and context fitted to ``latents``, the rounded
+        latents (N, C, h, w) of the training set: each table is the histogram of the
+        symbols coded with it, plus ``prior_weight`` pseudo-counts spread as the learned
+        density (of the same context, or the last one the prior has), so a context the
+        training set rarely shows keeps the learned density's shape.
+
+        The learned density is a smooth stand-in for the coded latent's distribution; the
+        counts are the distribution itself, and may be split by more contexts than were
+        trained. The range is the learned tables' (see :meth:`tables`), trimmed by the same
+        rule.
+        """
+        n, c, h, w = latents.shape
+        if c != self.channels or self.positions not in (1, h * w):
+            raise ValueError(f"latents of shape {latents.shape} do not fit this prior")
+        radius = self.tables().radius
+        size, positions = 2 * radius + 1, h * w
+        symbols = np.clip(latents.reshape(n, c, positions), -radius, radius) + radius
+        nonzero = symbols != radius
+        context = np.minimum(np.cumsum(nonzero, axis=1) - nonzero, contexts - 1)
+        table = (np.arange(c)[:, None] * positions + np.arange(positions)) * contexts
+        index = (table + context) * size + symbols
+        counts = np.bincount(index.ravel(), minlength=c * positions * contexts * size)
+        learned = self._learned_pmf(radius)  # (C, positions or 1, self.contexts, size)
+        learned = learned[:, :, np.minimum(np.arange(contexts), self.contexts - 1)]
+        learned = np.broadcast_to(learned, (c, positions, contexts, size))
+        pmf = counts.reshape(-1, size) + prior_weight * learned.reshape(-1, size)
+        tables = SymbolTables.from_pmf(pmf, radius, FREQUENCY_BITS, positions, contexts)
+        used = np.flatnonzero((tables.frequencies > 1).any(axis=0)) - radius
+        trimmed = int(max(np.abs(used).max(), 1))
+        if trimmed == radius:
+            return tables
+        keep = slice(radius - trimmed, radius + trimmed + 1)
+        return SymbolTables.from_pmf(pmf[:, keep], trimmed, FREQUENCY_BITS, positions, contexts)
+
+    def _learned_pmf(self, radius: int) -> np.ndarray:
+        """(channels, positions, contexts, 2R + 1): each density's mass at -R..R."""
         values = torch.arange(-radius, radius + 1, device=self.matrices[0].device).float()
-        values = values.view(1, 1, -1).expand(self.densities, 1, -1)
-        pmf = self._mass(values).double().cpu().numpy()
+        pmf = self._mass(values.view(1, 1, -1).expand(self.densities, 1, -1))
+        return pmf.double().cpu().numpy().reshape(self.channels, self.positions, self.contexts, -1)
+
+    def _quantized(self, radius: int) -> SymbolTables:
+        pmf = self._learned_pmf(radius).reshape(self.densities, -1)
         return SymbolTables.from_pmf(pmf, radius, FREQUENCY_BITS, self.positions, self.contexts)
 
 

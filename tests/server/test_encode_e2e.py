@@ -58,7 +58,7 @@ def test_health_and_models(server):
     tiny = models[TINY]
     assert tiny["family"] == "factorized" and tiny["dataset"] == "fashion-mnist"
     assert tiny["quality"] == 4 and tiny["input"] == {"channels": 1, "height": 28, "width": 28}
-    assert len(tiny["digest"]) == 8 and "psnr_db" in tiny["metrics"]
+    assert len(tiny["digest"]) == 4 and "psnr_db" in tiny["metrics"]
 
 
 def test_encode_then_decode_locally_downloads_the_decoder_once(server, images, tmp_path):
@@ -76,7 +76,7 @@ def test_encode_then_decode_locally_downloads_the_decoder_once(server, images, t
     assert image.size == (28, 28)
     assert psnr(images[0], np.asarray(image)) > 10
     cached = list(tmp_path.glob("tiny-codec-q4-*.msgpack"))
-    assert len(cached) == 1 and cached[0].name.endswith(f"{parse(ir).digest:08x}.msgpack")
+    assert len(cached) == 1 and cached[0].name.endswith(f"{parse(ir).digest:04x}.msgpack")
 
 
 def test_batch_equals_single_requests_and_raw_bodies(server, images):
