@@ -36,6 +36,7 @@ from latentwire.shared.models.loading import load_model
 from latentwire.shared.package import list_packages, read_manifest
 from latentwire.training.data import load_datasets
 
+TARGET_DB = (24.0, 36.0)  # the PSNR range of the codec targets (issue #3)
 CLASSICAL = {
     "JPEG": [5, 10, 20, 30, 50, 75, 90, 95],
     "WebP": [0, 5, 10, 20, 30, 40, 50, 60, 75, 90, 100],
@@ -137,11 +138,16 @@ def latentwire_points(dataset: str, x: torch.Tensor, images: np.ndarray) -> tupl
 
 
 def bd_rate(
-    anchor: list[dict], test: list[dict], rate: str = "bytes", quality: str = "psnr_db"
+    anchor: list[dict],
+    test: list[dict],
+    rate: str = "bytes",
+    quality: str = "psnr_db",
+    within: tuple[float, float] | None = None,
 ) -> float | None:
     """Bjøntegaard delta rate (%): the test codec's average bitrate change at equal PSNR,
-    over the PSNR range both curves cover (cubic fit of log-rate against PSNR). ``rate``
-    and ``quality`` name the points' fields (the same units on both sides)."""
+    over the PSNR range both curves cover, or the part of it ``within`` (lo, hi) dB
+    (cubic fit of log-rate against PSNR). ``rate`` and ``quality`` name the points'
+    fields (the same units on both sides)."""
 
     def curve(points):
         pts = sorted({(p[quality], p[rate]) for p in points})
@@ -152,6 +158,8 @@ def bd_rate(
     pa, ra = curve(anchor)
     pt, rt = curve(test)
     lo, hi = max(pa.min(), pt.min()), min(pa.max(), pt.max())
+    if within is not None:
+        lo, hi = max(lo, within[0]), min(hi, within[1])
     if hi <= lo:
         return None
     fa, ft = np.polyint(np.polyfit(pa, ra, 3)), np.polyint(np.polyfit(pt, rt, 3))
@@ -227,9 +235,10 @@ def main() -> None:
 
     ours, speed = latentwire_points(args.dataset, x, images)
     rows = ours + ([] if args.codecs_only else classical_points(images))
-    bd = {
-        anchor: bd_rate([r for r in rows if r["codec"] == anchor], ours)
-        for anchor in ("WebP", "JPEG", "AVIF")
+    anchors = {a: [r for r in rows if r["codec"] == a] for a in ("WebP", "JPEG", "AVIF")}
+    bd = {anchor: bd_rate(points, ours) for anchor, points in anchors.items()}
+    bd_target = {
+        anchor: bd_rate(points, ours, within=TARGET_DB) for anchor, points in anchors.items()
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -241,6 +250,7 @@ def main() -> None:
         "machine": machine,
         "rows": rows,
         "bd_rate_percent_vs": bd,
+        "bd_rate_percent_vs_over_24_36_db": bd_target,
         "speed": speed,
     }
     (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -260,7 +270,11 @@ def main() -> None:
         )
     for anchor, value in bd.items():
         shown = "n/a (curves do not overlap)" if value is None else f"{value:+.1f}%"
-        print(f"BD-rate vs {anchor}: {shown}")
+        within = bd_target[anchor]
+        also = (
+            "" if within is None else f" ({within:+.1f}% over {TARGET_DB[0]:g}-{TARGET_DB[1]:g} dB)"
+        )
+        print(f"BD-rate vs {anchor}: {shown}{also}")
     for s in speed:
         print(json.dumps(s))
 

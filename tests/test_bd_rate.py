@@ -22,3 +22,16 @@ def test_curves_that_do_not_overlap_or_are_too_short_have_none():
     above = [{**p, "psnr_db": p["psnr_db"] + 20} for p in ANCHOR]
     assert bd_rate(ANCHOR, above, "bpp") is None
     assert bd_rate(ANCHOR, ANCHOR[:3], "bpp") is None
+
+
+def test_within_averages_over_that_part_of_the_range_only():
+    # The test codec's rate doubles every 10 dB against the anchor's, equal at 30 dB: the
+    # average log-ratio over [lo, hi] is that at (lo + hi) / 2.
+    tilted = [{**p, "bpp": p["bpp"] * 2 ** ((p["psnr_db"] - 30) / 10)} for p in ANCHOR]
+    assert bd_rate(ANCHOR, tilted, "bpp") == pytest.approx((2**-0.1 - 1) * 100, abs=1e-6)
+    low = bd_rate(ANCHOR, tilted, "bpp", within=(20, 30))  # clipped to the curves' 24 dB
+    assert low == pytest.approx((2**-0.3 - 1) * 100, abs=1e-6)
+    assert bd_rate(ANCHOR, tilted, "bpp", within=(30, 34)) == pytest.approx(
+        (2**0.2 - 1) * 100, abs=1e-6
+    )
+    assert bd_rate(ANCHOR, tilted, "bpp", within=(40, 50)) is None
