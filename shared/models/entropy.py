@@ -105,10 +105,7 @@ class FactorizedPrior(nn.Module):
         ks = grid[inside.any(0)]
         radius = int(max(abs(ks.min().item()), abs(ks.max().item()), 1)) if len(ks) else 1
         tables = self._quantized(min(radius, max_radius))
-        # Values that every table gives only the least frequency (under 2**-16 in every
-        # density) are left out of the range: each symbol's row gets shorter, nothing else.
-        used = np.flatnonzero((tables.frequencies > 1).any(axis=0)) - tables.radius
-        radius = int(max(np.abs(used).max(), 1))
+        radius = _trimmed_radius(tables)
         return tables if radius == tables.radius else self._quantized(radius)
 
     @torch.no_grad()
@@ -142,8 +139,7 @@ class FactorizedPrior(nn.Module):
         learned = np.broadcast_to(learned, (c, positions, contexts, size))
         pmf = counts.reshape(-1, size) + prior_weight * learned.reshape(-1, size)
         tables = SymbolTables.from_pmf(pmf, radius, FREQUENCY_BITS, positions, contexts)
-        used = np.flatnonzero((tables.frequencies > 1).any(axis=0)) - radius
-        trimmed = int(max(np.abs(used).max(), 1))
+        trimmed = _trimmed_radius(tables)
         if trimmed == radius:
             return tables
         keep = slice(radius - trimmed, radius + trimmed + 1)
@@ -158,6 +154,13 @@ class FactorizedPrior(nn.Module):
     def _quantized(self, radius: int) -> SymbolTables:
         pmf = self._learned_pmf(radius).reshape(self.densities, -1)
         return SymbolTables.from_pmf(pmf, radius, FREQUENCY_BITS, self.positions, self.contexts)
+
+
+def _trimmed_radius(tables: SymbolTables) -> int:
+    """The radius that leaves out the values every table gives only the least frequency
+    (under 2**-16 everywhere): each symbol's row gets shorter, nothing else."""
+    used = np.flatnonzero((tables.frequencies > 1).any(axis=0)) - tables.radius
+    return int(max(np.abs(used).max(), 1))
 
 
 def nonzero_before(latent: torch.Tensor) -> torch.Tensor:

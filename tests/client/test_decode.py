@@ -133,6 +133,8 @@ def test_shipped_codec_reaches_its_published_figures(folder, data_dir):
     first 2,000 are within 0.6% and 0.05 dB of them for every shipped level)."""
     model, manifest, package = load_codec(folder)
     assert package.digest == manifest.decoder_digest
+    contexts = package.tables.contexts
+    assert manifest.tables == {"from": "counted", "training_images": 60000, "contexts": contexts}
     _, test_set, _ = load_datasets(manifest.dataset, data_dir=data_dir)
     x = torch.stack([test_set[i] for i in range(2000)])
     irs = encode_images(model, package, x)
