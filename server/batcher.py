@@ -1,12 +1,14 @@
 """The dynamic batcher: concurrent requests become one model call.
 
 A batch handler is a plain function from a list of items to a list of results of the same
-length (as Ray Serve's ``@serve.batch``). Items wait at most ``max_wait_ms`` for company,
-and a batch holds items of at most ``max_batch`` in total ``size`` (1 each by default; an
-upscale request's size is its tile count), or one item when that alone is bigger. The
-handler runs in a worker thread, off the event loop, one batch at a time per executor. A
-full queue refuses new work at once (:class:`Overloaded`, answered 503) instead of queueing
-without bound; a caller that stops waiting (timeout, disconnect) leaves its item skipped.
+length (as Ray Serve's ``@serve.batch``). Items wait at most ``max_wait_ms`` for company
+(only while there is some: after a batch of one request, the next runs at once, so a lone
+client pays no wait), and a batch holds items of at most ``max_batch`` in total ``size`` (1
+each by default; an upscale request's size is its tile count), or one item when that alone
+is bigger. The handler runs in a worker thread, off the event loop, one batch at a time per
+executor. A full queue refuses new work at once (:class:`Overloaded`, answered 503) instead
+of queueing without bound; a caller that stops waiting (timeout, disconnect) leaves its item
+skipped.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class DynamicBatcher(Generic[T, R]):
         self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] = asyncio.Queue()
         self._worker: asyncio.Task | None = None
         self._held: tuple[T, asyncio.Future[R]] | None = None  # the item that did not fit
+        self._had_company = False  # did the last batch hold more than one request?
 
     @property
     def depth(self) -> int:
@@ -97,7 +100,7 @@ class DynamicBatcher(Generic[T, R]):
         first = self._held or await self._queue.get()
         self._held = None
         batch, total = [first], self.size(first[0])
-        deadline = time.monotonic() + self.max_wait
+        deadline = time.monotonic() + (self.max_wait if self._had_company else 0)
         while total < self.max_batch:
             if self._queue.empty():
                 remaining = deadline - time.monotonic()
@@ -114,6 +117,7 @@ class DynamicBatcher(Generic[T, R]):
                 break
             batch.append(entry)
             total += self.size(entry[0])
+        self._had_company = len(batch) > 1
         # Callers that gave up (timeout, disconnect) cost nothing more.
         return [(item, future) for item, future in batch if not future.done()]
 

@@ -36,7 +36,9 @@ class Settings(BaseSettings):
     )
     batching: bool = Field(True, description="group concurrent requests into model batches")
     max_batch: int = Field(256, ge=1, description="images per model batch")
-    max_wait_ms: float = Field(2.0, ge=0, description="how long a batch waits to fill up")
+    max_wait_ms: float = Field(
+        2.0, ge=0, description="how long a batch waits to fill up (after one with company)"
+    )
     queue_capacity: int = Field(4096, ge=1, description="images waiting per model before 503")
     request_timeout_s: float = Field(30.0, gt=0, description="a request waits at most this (504)")
     default_upscaler: str = Field("sr2x", description="upscaler used when none is named")
