@@ -2,13 +2,13 @@
 
 A batch handler is a plain function from a list of items to a list of results of the same
 length (as Ray Serve's ``@serve.batch``). Items wait at most ``max_wait_ms`` for company
-(only while there is some: after a batch of one request, the next runs at once, so a lone
-client pays no wait), and a batch holds items of at most ``max_batch`` in total ``size`` (1
-each by default; an upscale request's size is its tile count), or one item when that alone
-is bigger. The handler runs in a worker thread, off the event loop, one batch at a time per
-executor. A full queue refuses new work at once (:class:`Overloaded`, answered 503) instead
-of queueing without bound; a caller that stops waiting (timeout, disconnect) leaves its item
-skipped.
+(only while there is some: after a batch of a single item, the next runs at once, so a lone
+client sending one image at a time pays no wait), and a batch holds items of at most
+``max_batch`` in total ``size`` (1 each by default; an upscale request's size is its tile
+count), or one item when that alone is bigger. The handler runs in a worker thread, off the
+event loop, one batch at a time per executor. A full queue refuses new work at once
+(:class:`Overloaded`, answered 503) instead of queueing without bound; a caller that stops
+waiting (timeout, disconnect) leaves its item skipped.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class DynamicBatcher(Generic[T, R]):
         self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] = asyncio.Queue()
         self._worker: asyncio.Task | None = None
         self._held: tuple[T, asyncio.Future[R]] | None = None  # the item that did not fit
-        self._had_company = False  # did the last batch hold more than one request?
+        self._had_company = False  # did the last batch hold more than one item?
 
     @property
     def depth(self) -> int:
