@@ -129,8 +129,8 @@ class FactorizedPrior(nn.Module):
         radius = self.tables().radius
         size, positions = 2 * radius + 1, h * w
         symbols = np.clip(latents.reshape(n, c, positions), -radius, radius) + radius
-        nonzero = symbols != radius
-        context = np.minimum(np.cumsum(nonzero, axis=1) - nonzero, contexts - 1)
+        context = nonzero_before(torch.from_numpy(latents)).numpy().reshape(n, c, positions)
+        context = np.minimum(context, contexts - 1)
         table = (np.arange(c)[:, None] * positions + np.arange(positions)) * contexts
         index = (table + context) * size + symbols
         counts = np.bincount(index.ravel(), minlength=c * positions * contexts * size)
