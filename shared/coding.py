@@ -112,8 +112,8 @@ class SymbolTables:
         return np.take(self.probabilities, self._first_table[channel] + context, axis=0)
 
     def _all_rows(self, symbols: np.ndarray) -> np.ndarray:
-        """The rows of all (channels, positions) symbols at once: the encoder knows every
-        context up front (the decoder learns them channel by channel)."""
+        """The rows of all (..., channels, positions) symbols at once: the encoder knows
+        every context up front (the decoder learns them channel by channel)."""
         return self.rows(slice(None), nonzero_before(symbols != self.radius))
 
     @cached_property
@@ -129,24 +129,26 @@ class SymbolTables:
 
     def bits(self, latent: np.ndarray) -> float:
         """Ideal code length in bits of an integer latent (channels first)."""
-        symbols = _symbols(latent, self)
+        symbols = _symbols(latent[None], self)[0]
         p = np.take_along_axis(self._all_rows(symbols), symbols[..., None], axis=-1)
         return float(-np.log2(p).sum())
 
 
 def nonzero_before(nonzero: np.ndarray) -> np.ndarray:
-    """For a (channels, positions) mask, how many earlier channels are nonzero at each
+    """For a (..., channels, positions) mask, how many earlier channels are nonzero at each
     position: the coding context."""
     counts = np.zeros(nonzero.shape, dtype=np.int64)
-    np.cumsum(nonzero[:-1], axis=0, out=counts[1:])
+    np.cumsum(nonzero[..., :-1, :], axis=-2, out=counts[..., 1:, :])
     return counts
 
 
-def _symbols(latent: np.ndarray, tables: SymbolTables) -> np.ndarray:
-    """(channels, positions) symbols in [0, 2R]: the latent clamped to [-R, R], plus R."""
-    tables.check_latent_shape(latent.shape)
-    clamped = np.clip(latent, -tables.radius, tables.radius) + tables.radius
-    return clamped.astype(np.int32).reshape(tables.channels, -1)
+def _symbols(latents: np.ndarray, tables: SymbolTables) -> np.ndarray:
+    """(N, channels, positions) symbols in [0, 2R] of N latents (N, channels, ...): each
+    latent clamped to [-R, R], plus R."""
+    tables.check_latent_shape(latents.shape[1:])
+    clamped = np.clip(latents, -tables.radius, tables.radius) + tables.radius
+    positions = int(np.prod(latents.shape[2:], dtype=np.int64))
+    return clamped.astype(np.int32).reshape(len(latents), tables.channels, positions)
 
 
 # constriction's categorical family, parameterized per symbol by a row of probabilities; it
@@ -156,17 +158,32 @@ _PER_SYMBOL = constriction.stream.model.Categorical(perfect=False)
 
 def encode_latent(latent: np.ndarray, tables: SymbolTables) -> bytes:
     """Code an integer latent of shape (channels, ...) into bytes."""
-    symbols = _symbols(latent, tables)
-    coder = constriction.stream.stack.AnsCoder()
-    # A stack: symbols are pushed last first, so the decoder reads channel 0 first.
-    if tables.one_per_channel:
-        for c in reversed(range(tables.channels)):
-            coder.encode_reverse(symbols[c], tables.models[c])
-    else:
-        rows = tables._all_rows(symbols).reshape(symbols.size, -1)
-        coder.encode_reverse(symbols.ravel(), _PER_SYMBOL, rows)
-    # Trailing zero bytes of the last little-endian word carry nothing; the decoder restores them.
-    return coder.get_compressed().astype("<u4").tobytes().rstrip(b"\0")
+    return encode_latents(latent[None], tables)[0]
+
+
+def encode_latents(latents: np.ndarray, tables: SymbolTables) -> list[bytes]:
+    """Code N integer latents of one shape (N, channels, ...), each into its own bytes.
+
+    The symbols and their tables are worked out for all N at once; only the coder runs
+    per latent (per-latent numpy calls cost more than the coding itself at 28x28).
+    """
+    symbols = _symbols(latents, tables)
+    if not tables.one_per_channel:
+        n, channels, positions = symbols.shape
+        rows = tables._all_rows(symbols).reshape(n, channels * positions, 2 * tables.radius + 1)
+    payloads = []
+    for i, latent_symbols in enumerate(symbols):
+        coder = constriction.stream.stack.AnsCoder()
+        # A stack: symbols are pushed last first, so the decoder reads channel 0 first.
+        if tables.one_per_channel:
+            for c in reversed(range(tables.channels)):
+                coder.encode_reverse(latent_symbols[c], tables.models[c])
+        else:
+            coder.encode_reverse(latent_symbols.ravel(), _PER_SYMBOL, rows[i])
+        # Trailing zero bytes of the last little-endian word carry nothing; the decoder
+        # restores them.
+        payloads.append(coder.get_compressed().astype("<u4").tobytes().rstrip(b"\0"))
+    return payloads
 
 
 def decode_latent(payload: bytes, tables: SymbolTables, shape: tuple[int, ...]) -> np.ndarray:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from latentwire.shared.coding import encode_latent
+from latentwire.shared.coding import encode_latent, encode_latents
 from latentwire.shared.decoder_package import MAX_CONTEXTS, DecoderPackage
 from latentwire.shared.models.autoencoders import ConvAutoencoder, ConvConfig
 from latentwire.shared.models.entropy import FactorizedPrior
@@ -141,8 +141,7 @@ def encode_images(codec: FactorizedCodec, package: DecoderPackage, x: torch.Tens
         real = len(chunk)
         if real < ENCODE_CHUNK:
             chunk = torch.cat([chunk, chunk.new_zeros(ENCODE_CHUNK - real, *chunk.shape[1:])])
-        for latent in codec.quantized_latent(chunk)[:real]:
-            payload = encode_latent(latent, package.tables)
+        for payload in encode_latents(codec.quantized_latent(chunk)[:real], package.tables):
             irs.append(IR(package.model, package.digest, payload).to_bytes())
     return irs
 

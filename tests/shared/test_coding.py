@@ -9,6 +9,7 @@ from latentwire.shared.coding import (
     SymbolTables,
     decode_latent,
     encode_latent,
+    encode_latents,
 )
 
 
@@ -42,6 +43,17 @@ def test_round_trip_and_clamping(layout):
     payload = encode_latent(latent, tables)
     decoded = decode_latent(payload, tables, latent.shape)
     assert np.array_equal(decoded, np.clip(latent, -6, 6))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS.values(), ids=LAYOUTS.keys())
+def test_a_batch_codes_each_latent_as_it_alone_would(layout):
+    """encode_latents works out every latent's contexts at once (what the server's batches
+    use); each latent's bytes are still its own."""
+    tables = laplace_tables(**layout)
+    latents = np.random.default_rng(4).laplace(scale=1.5, size=(5, 4, 7, 7)).round()
+    latents = latents.astype(np.int32)
+    assert encode_latents(latents, tables) == [encode_latent(x, tables) for x in latents]
+    assert encode_latents(latents[:0], tables) == []
 
 
 @pytest.mark.parametrize("layout", LAYOUTS.values(), ids=LAYOUTS.keys())
