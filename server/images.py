@@ -64,5 +64,6 @@ def to_model_input(image: Image.Image, channels: int, height: int, width: int) -
         # Transparent pixels over black, the background the data sets have.
         background = Image.new("RGBA", image.size, (0, 0, 0, 255))
         image = Image.alpha_composite(background, image.convert("RGBA"))
-    pixels = np.asarray(image.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
+    mode = "L" if channels == 1 else "RGB"
+    pixels = np.asarray(image if image.mode == mode else image.convert(mode), dtype=np.uint8)
     return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,7 @@ class HostedCodec:
     device: torch.device
     batcher: DynamicBatcher = field(init=False)
 
-    @property
+    @cached_property  # read for every request that leaves the choice to ``auto``
     def name(self) -> str:
         """The codec's name without its quality level: ``fashion-mnist-q3`` -> ``fashion-mnist``."""
         base, _, level = self.manifest.id.rpartition("-q")

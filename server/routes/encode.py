@@ -5,7 +5,7 @@ import msgpack
 from fastapi import APIRouter, Query, Request, Response
 from PIL import Image
 
-from latentwire.server.deps import RegistryDep
+from latentwire.server.deps import registry_of
 from latentwire.server.errors import ApiError
 from latentwire.server.images import open_image, to_model_input
 from latentwire.server.registry import AUTO, HostedCodec, ModelRegistry
@@ -54,9 +54,9 @@ def _headers(codec: HostedCodec, size: int) -> dict[str, str]:
     openapi_extra=image_body("file"),
 )
 async def encode(
-    request: Request, registry: RegistryDep, model: ModelQuery = None, quality: QualityQuery = None
+    request: Request, model: ModelQuery = None, quality: QualityQuery = None
 ) -> Response:
-    # The hot path: one dependency (each costs FastAPI tens of microseconds a request).
+    registry = registry_of(request)
     pick, settings = codec_picker(registry, model, quality), registry.settings
     data = (await read_uploads(request, "file", 1))[0]
     image = open_image(data, settings.max_pixels)
@@ -92,8 +92,9 @@ async def encode(
     },
 )
 async def encode_batch(
-    request: Request, registry: RegistryDep, model: ModelQuery = None, quality: QualityQuery = None
+    request: Request, model: ModelQuery = None, quality: QualityQuery = None
 ) -> Response:
+    registry = registry_of(request)
     pick, settings = codec_picker(registry, model, quality), registry.settings
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise ApiError(415, "multipart_required", "send the images as multipart fields 'files'")

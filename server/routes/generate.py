@@ -11,7 +11,7 @@ import numpy as np
 from fastapi import APIRouter, Query, Request, Response
 from PIL import Image
 
-from latentwire.server.deps import RegistryDep, SettingsDep
+from latentwire.server.deps import registry_of
 from latentwire.server.errors import ApiError
 from latentwire.server.routes.common import run_batched
 from latentwire.shared.pixels import grid
@@ -47,14 +47,14 @@ def _body(images: np.ndarray, fmt: str, columns: int | None) -> bytes:
 )
 async def generate_images(
     request: Request,
-    registry: RegistryDep,
-    settings: SettingsDep,
     model: Annotated[str | None, Query(max_length=128, description="generator id")] = None,
     n: Annotated[int, Query(ge=1, description="how many images")] = 16,
     seed: Annotated[int, Query(ge=0, lt=2**63, description="same seed, same images")] = 0,
     format: Annotated[Literal["png", "msgpack"], Query(description="grid or array")] = "png",
     columns: Annotated[int | None, Query(ge=1, le=256, description="grid width")] = None,
 ) -> Response:
+    registry = registry_of(request)
+    settings = registry.settings
     generator = registry.generator(model)
     if n > settings.max_generate_images:
         raise ApiError(

@@ -1,6 +1,7 @@
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from latentwire.server.deps import registry_of
 from latentwire.server.errors import ApiError
 
 router = APIRouter(tags=["health"])
@@ -15,11 +16,11 @@ async def healthz() -> dict[str, str]:
 async def readyz(request: Request) -> dict[str, object]:
     if not getattr(request.app.state, "ready", False):
         raise ApiError(503, "not_ready", "models are still loading", {"Retry-After": "1"})
-    return {"status": "ready", "models": len(request.app.state.registry.hosted)}
+    return {"status": "ready", "models": len(registry_of(request).hosted)}
 
 
 def metrics_response(request: Request) -> Response:
     metrics = request.app.state.metrics
-    for model, hosted in request.app.state.registry.hosted.items():
+    for model, hosted in registry_of(request).hosted.items():
         metrics.queue_depth.labels(model).set(hosted.batcher.depth)
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -2,14 +2,14 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from latentwire.server.deps import RegistryDep
+from latentwire.server.deps import registry_of
 
 router = APIRouter(tags=["models"])
 
 
 @router.get("/models", summary="The hosted models: codecs, then upscalers")
-async def list_models(registry: RegistryDep) -> list[dict[str, Any]]:
-    return [hosted.describe() for hosted in registry.hosted.values()]
+async def list_models(request: Request) -> list[dict[str, Any]]:
+    return [hosted.describe() for hosted in registry_of(request).hosted.values()]
 
 
 @router.get(
@@ -18,8 +18,8 @@ async def list_models(registry: RegistryDep) -> list[dict[str, Any]]:
     response_class=Response,
     responses={200: {"content": {"application/msgpack": {}}}, 304: {"description": "unchanged"}},
 )
-async def get_decoder(model_id: str, request: Request, registry: RegistryDep) -> Response:
-    codec = registry.get(model_id)
+async def get_decoder(model_id: str, request: Request) -> Response:
+    codec = registry_of(request).get(model_id)
     etag = f'"{codec.decoder.digest:04x}"'
     headers = {
         "ETag": etag,

@@ -10,7 +10,7 @@ import numpy as np
 from fastapi import APIRouter, Query, Request, Response
 from PIL import Image
 
-from latentwire.server.deps import RegistryDep, SettingsDep
+from latentwire.server.deps import registry_of
 from latentwire.server.images import open_image
 from latentwire.server.registry import HostedUpscaler
 from latentwire.server.routes.common import image_body, read_uploads, run_batched
@@ -80,11 +80,11 @@ def _finish(
 )
 async def upscale(
     request: Request,
-    registry: RegistryDep,
-    settings: SettingsDep,
     model: Annotated[str | None, Query(max_length=128, description="upscaler id")] = None,
     format: Annotated[OutputFormat | None, Query(description="output format")] = None,
 ) -> Response:
+    registry = registry_of(request)
+    settings = registry.settings
     upscaler: HostedUpscaler = registry.upscaler(model)
     fmt = pick_format(format, request.headers.get("accept", ""))
     data = (await read_uploads(request, "file", 1))[0]
