@@ -102,6 +102,9 @@ def cases(photo: Image.Image) -> dict[str, tuple[bytes, object, object]]:
     with Image.open(io.BytesIO(big_exif_jpeg)) as decoded:
         big_exif_pixels = decoded.convert("RGB")
 
+    ppm = io.BytesIO()  # Pillow reads PPM; the server takes only its listed formats
+    gray.save(ppm, "PPM")
+
     float_tiff = io.BytesIO()
     Image.fromarray(np.asarray(gray, dtype=np.float32) / 255).save(float_tiff, "TIFF")
 
@@ -113,6 +116,7 @@ def cases(photo: Image.Image) -> dict[str, tuple[bytes, object, object]]:
             (415, "unsupported_image"),
             (415, "unsupported_image"),
         ),
+        "PPM": (ppm.getvalue(), (415, "unsupported_image"), (415, "unsupported_image")),
         "truncated PNG": (whole_png[: len(whole_png) // 2], (422, "corrupt_image"), None),
         "truncated JPEG": (  # cut inside the entropy-coded data
             whole_jpeg[: whole_jpeg.index(b"\xff\xda") + 40],
