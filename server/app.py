@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/docs" if open_docs else None,
         redoc_url="/redoc" if open_docs else None,
     )
-    app.state.settings, app.state.registry, app.state.metrics = settings, registry, metrics
+    app.state.registry, app.state.metrics = registry, metrics  # settings: registry.settings
     app.state.ready = False
     install_error_handlers(app)
 
