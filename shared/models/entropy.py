@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from latentwire.shared import coding
 from latentwire.shared.coding import FREQUENCY_BITS, SymbolTables
 
 
@@ -129,8 +130,8 @@ class FactorizedPrior(nn.Module):
         radius = self.tables().radius
         size, positions = 2 * radius + 1, h * w
         symbols = np.clip(latents.reshape(n, c, positions), -radius, radius) + radius
-        context = nonzero_before(torch.from_numpy(latents)).numpy().reshape(n, c, positions)
-        context = np.minimum(context, contexts - 1)
+        # The coder's own context rule, on the same symbols it will code.
+        context = np.minimum(coding.nonzero_before(symbols != radius), contexts - 1)
         table = (np.arange(c)[:, None] * positions + np.arange(positions)) * contexts
         index = (table + context) * size + symbols
         counts = np.bincount(index.ravel(), minlength=c * positions * contexts * size)
