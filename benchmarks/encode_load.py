@@ -19,12 +19,10 @@ import argparse
 import gc
 import io
 import json
-import os
-import platform
 from pathlib import Path
 
 import aiohttp
-from loadgen import drive, print_table, server
+from loadgen import describe_machine, drive, print_table, server
 from PIL import Image
 
 from latentwire.training.data import load_datasets
@@ -84,24 +82,25 @@ def main() -> None:
     gc.freeze()
     rows = []
     for batching in modes:
-        with server(batching, env) as url:
+        with server(batching, env) as running:
             if args.warmup > 0:  # first requests pay for lazy imports and allocations
-                drive(url, request_maker("raw", bodies), max(levels), args.warmup)
+                drive(running, request_maker("raw", bodies), max(levels), args.warmup)
             for kind in args.requests.split(","):
                 make = request_maker(kind, bodies)
                 for concurrency in levels:
-                    row = drive(url, make, concurrency, args.seconds)
+                    row = drive(running, make, concurrency, args.seconds)
                     row.update(batching=batching, request=kind, concurrency=concurrency)
                     rows.append(row)
                     print(json.dumps(row), flush=True)
 
-    machine = f"{platform.machine()}, {os.cpu_count()} CPUs (server and load on one machine)"
+    machine = describe_machine()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "encode_load.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
     print(f"\n{machine}; model fashion-mnist-q3; {args.seconds:.0f} s per cell")
     columns = ["batching", "request", "concurrency", "requests_per_s"]
-    columns += ["images_per_s", "p50_ms", "p99_ms", "errors"]
+    columns += ["images_per_s", "p50_ms", "p99_ms", "errors", "server_cpu_ms_per_request"]
+    columns += ["server_cores", "load_cores"]
     print_table(rows, columns)
 
 

@@ -1,13 +1,17 @@
 """What the load benchmarks share: the real server in a subprocess and a closed-loop driver.
 
 The driver is asyncio + aiohttp: light enough that on a 2-core machine the server, not the
-load generator, sets the pace.
+load generator, sets the pace. Each measurement also reports the CPU time the server spent
+per request and the cores each side kept busy (from ``/proc`` on Linux): requests per
+second depend on the machine of the day, CPU milliseconds per request much less so.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import platform
+import resource
 import socket
 import subprocess
 import sys
@@ -15,6 +19,8 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 import httpx
@@ -22,6 +28,38 @@ import numpy as np
 
 # request number -> (path, keyword arguments for ClientSession.post, images it carries)
 RequestMaker = Callable[[int], tuple[str, dict, int]]
+
+
+def describe_machine() -> str:
+    """The machine line every result records: architecture, CPU model and core count."""
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():  # Linux: the model name alone ("AMD EPYC") hides the generation
+        lines = (line.partition(":") for line in cpuinfo.read_text().splitlines())
+        fields = {key.strip(): value.strip() for key, _, value in lines}
+        cpu = f"{fields.get('model name', cpu)} (family {fields.get('cpu family', '?')}, "
+        cpu += f"model {fields.get('model', '?')})"
+    return f"{platform.machine()}, {cpu}, {os.cpu_count()} CPUs (server and load on one machine)"
+
+
+@dataclass
+class RunningServer:
+    url: str
+    pid: int
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time the server process has used so far; None off Linux."""
+        stat = Path(f"/proc/{self.pid}/stat")
+        if not stat.exists():
+            return None
+        # Fields after the command name (which may hold spaces): utime and stime are 14, 15.
+        fields = stat.read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def free_port() -> int:
@@ -33,7 +71,7 @@ def free_port() -> int:
 @contextmanager
 def server(batching: bool, env: dict[str, str] | None = None):
     """``latentwire serve`` on a free loopback port, batching on or off, on the CPU unless
-    ``env`` names another device; yields its URL."""
+    ``env`` names another device; yields it as a :class:`RunningServer`."""
     port = free_port()
     full_env = {
         **os.environ,
@@ -61,7 +99,7 @@ def server(batching: bool, env: dict[str, str] | None = None):
                 log.seek(0)
                 tail = log.read()[-3000:].decode(errors="replace")
                 raise RuntimeError(f"server did not start:\n{tail}")
-            yield url
+            yield RunningServer(url, proc.pid)
         finally:
             proc.terminate()
             proc.wait()
@@ -102,16 +140,27 @@ async def _drive(url: str, make: RequestMaker, concurrency: int, seconds: float)
         "p99_ms": round(float(np.percentile(lat, 99)), 1) if len(lat) else None,
         "errors": sum(errors.values()),
         "error_statuses": errors,
+        "elapsed_s": elapsed,
     }
 
 
-def drive(url: str, make: RequestMaker, concurrency: int, seconds: float) -> dict:
+def drive(server: RunningServer, make: RequestMaker, concurrency: int, seconds: float) -> dict:
     """Closed loop: ``concurrency`` workers, each sending its next request when one returns."""
-    return asyncio.run(_drive(url, make, concurrency, seconds))
+    server_before, own_before = server.cpu_seconds(), _own_cpu_seconds()
+    row = asyncio.run(_drive(server.url, make, concurrency, seconds))
+    server_after, own_after = server.cpu_seconds(), _own_cpu_seconds()
+    elapsed = row.pop("elapsed_s")
+    row["load_cores"] = round((own_after - own_before) / elapsed, 2)
+    if server_before is not None and server_after is not None:
+        used = server_after - server_before
+        row["server_cores"] = round(used / elapsed, 2)
+        requests = row["requests_per_s"] * elapsed
+        row["server_cpu_ms_per_request"] = round(1000 * used / requests, 3) if requests else None
+    return row
 
 
 def print_table(rows: list[dict], columns: list[str]) -> None:
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))
     for r in rows:
-        print("| " + " | ".join(str(r[c]) for c in columns) + " |")
+        print("| " + " | ".join(str(r.get(c, "")) for c in columns) + " |")

@@ -14,11 +14,9 @@ import argparse
 import gc
 import io
 import json
-import os
-import platform
 from pathlib import Path
 
-from loadgen import drive, print_table, server
+from loadgen import describe_machine, drive, print_table, server
 from PIL import Image
 
 from latentwire.training.data import default_data_dirs, image_files
@@ -63,9 +61,9 @@ def main() -> None:
     rows = []
     env = {"LATENTWIRE_DEVICE": args.device, "LATENTWIRE_UPSCALE_PRECISION": args.precision}
     for batching in (True, False):
-        with server(batching, env) as url:
+        with server(batching, env) as running:
             for concurrency in levels:
-                row = drive(url, make, concurrency, args.seconds)
+                row = drive(running, make, concurrency, args.seconds)
                 row.update(batching=batching, concurrency=concurrency)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
@@ -74,7 +72,7 @@ def main() -> None:
     for r in rows:
         if not r["batching"]:
             r["speedup"] = round(on[r["concurrency"]]["images_per_s"] / r["images_per_s"], 2)
-    machine = f"{platform.machine()}, {os.cpu_count()} CPUs (server and load on one machine)"
+    machine = describe_machine()
     name = "upscale_load"
     if args.device != "cpu":
         import torch
@@ -87,6 +85,7 @@ def main() -> None:
     (out / f"{name}.json").write_text(json.dumps(result, indent=2))
     print(f"\n{machine}; model sr2x; {args.seconds:.0f} s per cell; sizes {SIZES}")
     columns = ["batching", "concurrency", "images_per_s", "p50_ms", "p99_ms", "errors"]
+    columns += ["server_cores", "load_cores"]
     print_table(rows, columns)
     print("\nbatching on / off, images per second:")
     for r in rows:
