@@ -1,7 +1,8 @@
 """Load on POST /encode: requests per second and latency, batching on and off.
 
 Starts the real server (uvicorn, loopback) twice, once with batching and once without,
-and drives each from this process with asyncio + aiohttp (a client light enough to leave
+both before measuring, and drives them in turn, cell by cell (this machine's speed drifts
+over minutes), from this process with asyncio + aiohttp (a client light enough to leave
 the server most of the two cores) at several concurrency levels: single images as the raw
 body (what ``Client.encode`` sends), single images as multipart, and /encode/batch requests
 of 16 images.
@@ -22,29 +23,31 @@ import json
 from pathlib import Path
 
 import aiohttp
-from loadgen import describe_machine, drive, print_table, server
+from loadgen import describe_machine, drive, print_table, servers
 from PIL import Image
 
 from latentwire.training.data import load_datasets
 
 BATCH = 16
+PIXELS = 28 * 28
 
 
 def request_maker(kind: str, bodies: list[bytes]):
     """(path, keyword arguments) for request ``i`` of a kind: ``raw`` (one image as the body),
     ``multipart`` (one image as field ``file``) or ``batch`` (16 images as fields ``files``)."""
 
-    def make(i: int) -> tuple[str, dict, int]:
+    def make(i: int) -> tuple[str, dict, int, int]:
         if kind == "raw":
             headers = {"content-type": "image/png"}
-            return "/encode", {"data": bodies[i % len(bodies)], "headers": headers}, 1
+            return "/encode", {"data": bodies[i % len(bodies)], "headers": headers}, 1, PIXELS
         form = aiohttp.FormData()
         count = BATCH if kind == "batch" else 1
         for k in range(count):
             name = "files" if kind == "batch" else "file"
             body = bodies[(i + k) % len(bodies)]
             form.add_field(name, body, filename=f"{k}.png", content_type="image/png")
-        return ("/encode/batch" if kind == "batch" else "/encode"), {"data": form}, count
+        path = "/encode/batch" if kind == "batch" else "/encode"
+        return path, {"data": form}, count, count * PIXELS
 
     return make
 
@@ -81,17 +84,19 @@ def main() -> None:
     gc.collect()
     gc.freeze()
     rows = []
-    for batching in modes:
-        with server(batching, env) as running:
-            if args.warmup > 0:  # first requests pay for lazy imports and allocations
-                drive(running, request_maker("raw", bodies), max(levels), args.warmup)
-            for kind in args.requests.split(","):
-                make = request_maker(kind, bodies)
-                for concurrency in levels:
-                    row = drive(running, make, concurrency, args.seconds)
+    with servers(modes, env) as running:
+        if args.warmup > 0:  # first requests pay for lazy imports and allocations
+            for each in running.values():
+                drive(each, request_maker("raw", bodies), max(levels), args.warmup)
+        for kind in args.requests.split(","):
+            make = request_maker(kind, bodies)
+            for concurrency in levels:
+                for batching, each in running.items():  # the modes in turn, cell by cell
+                    row = drive(each, make, concurrency, args.seconds)
                     row.update(batching=batching, request=kind, concurrency=concurrency)
                     rows.append(row)
                     print(json.dumps(row), flush=True)
+    rows.sort(key=lambda r: not r["batching"])  # the table: batching on first
 
     machine = describe_machine()
     out = Path(args.out)

@@ -17,8 +17,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +26,9 @@ import aiohttp
 import httpx
 import numpy as np
 
-# request number -> (path, keyword arguments for ClientSession.post, images it carries)
-RequestMaker = Callable[[int], tuple[str, dict, int]]
+# request number -> (path, keyword arguments for ClientSession.post, images it carries,
+# their pixels)
+RequestMaker = Callable[[int], tuple[str, dict, int, int]]
 
 
 def describe_machine() -> str:
@@ -105,9 +106,18 @@ def server(batching: bool, env: dict[str, str] | None = None):
             proc.wait()
 
 
+@contextmanager
+def servers(modes: Iterable[bool], env: dict[str, str] | None = None):
+    """One server per batching mode, all started before any is measured, so that the
+    caller can take each mode's cell in turn: this machine's speed drifts over minutes,
+    and a ratio of two cells taken a minute apart is worth more than one of two runs."""
+    with ExitStack() as stack:
+        yield {batching: stack.enter_context(server(batching, env)) for batching in modes}
+
+
 async def _drive(url: str, make: RequestMaker, concurrency: int, seconds: float) -> dict:
     latencies: list[float] = []
-    images = 0
+    images = pixels = 0
     errors: dict[int, int] = {}  # status -> count
     stop = time.perf_counter() + seconds
     connector = aiohttp.TCPConnector(limit=concurrency)
@@ -115,16 +125,17 @@ async def _drive(url: str, make: RequestMaker, concurrency: int, seconds: float)
     async with aiohttp.ClientSession(url, connector=connector, timeout=timeout) as session:
 
         async def worker(offset: int) -> None:
-            nonlocal images
+            nonlocal images, pixels
             i = offset
             while time.perf_counter() < stop:
                 began = time.perf_counter()
-                path, kwargs, count = make(i)
+                path, kwargs, count, area = make(i)
                 async with session.post(path, **kwargs) as response:
                     await response.read()
                 if response.status == 200:
                     latencies.append(time.perf_counter() - began)
                     images += count
+                    pixels += area
                 else:
                     errors[response.status] = errors.get(response.status, 0) + 1
                 i += concurrency
@@ -136,6 +147,7 @@ async def _drive(url: str, make: RequestMaker, concurrency: int, seconds: float)
     return {
         "requests_per_s": round(len(lat) / elapsed, 2),
         "images_per_s": round(images / elapsed, 2),
+        "megapixels_per_s": round(pixels / elapsed / 1e6, 4),
         "p50_ms": round(float(np.percentile(lat, 50)), 1) if len(lat) else None,
         "p99_ms": round(float(np.percentile(lat, 99)), 1) if len(lat) else None,
         "errors": sum(errors.values()),
