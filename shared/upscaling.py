@@ -31,7 +31,8 @@ PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat
 def chunk_size(device: torch.device) -> int:
     """Windows per model call. A GPU needs many to be busy. On a CPU a window costs the same
     alone as in company (sr2x, 176x176, 2 threads: 65, 67, 72 ms a window in batches of 1, 2,
-    4), so a chunk of one wastes nothing on padding: a lone small image ran 4x its work."""
+    4), so one window a call: any larger chunk only adds padding (with chunks of 4, a lone
+    one-window image paid for four)."""
     return 32 if device.type == "cuda" else 1
 
 
