@@ -115,14 +115,14 @@ def servers(modes: Iterable[bool], env: dict[str, str] | None = None):
         yield {batching: stack.enter_context(server(batching, env)) for batching in modes}
 
 
-async def _drive(url: str, make: RequestMaker, concurrency: int, seconds: float) -> dict:
+async def _drive(server: RunningServer, make: RequestMaker, concurrency: int, seconds: float):
     latencies: list[float] = []
     images = pixels = 0
     errors: dict[int, int] = {}  # status -> count
     stop = time.perf_counter() + seconds
     connector = aiohttp.TCPConnector(limit=concurrency)
     timeout = aiohttp.ClientTimeout(total=300)
-    async with aiohttp.ClientSession(url, connector=connector, timeout=timeout) as session:
+    async with aiohttp.ClientSession(server.url, connector=connector, timeout=timeout) as session:
 
         async def worker(offset: int) -> None:
             nonlocal images, pixels
@@ -140,11 +140,13 @@ async def _drive(url: str, make: RequestMaker, concurrency: int, seconds: float)
                     errors[response.status] = errors.get(response.status, 0) + 1
                 i += concurrency
 
+        server_before, own_before = server.cpu_seconds(), _own_cpu_seconds()
         began = time.perf_counter()
         await asyncio.gather(*(worker(k) for k in range(concurrency)))
         elapsed = time.perf_counter() - began
+        server_after, own_after = server.cpu_seconds(), _own_cpu_seconds()
     lat = np.array(latencies) * 1000
-    return {
+    row = {
         "requests_per_s": round(len(lat) / elapsed, 2),
         "images_per_s": round(images / elapsed, 2),
         "megapixels_per_s": round(pixels / elapsed / 1e6, 4),
@@ -152,23 +154,18 @@ async def _drive(url: str, make: RequestMaker, concurrency: int, seconds: float)
         "p99_ms": round(float(np.percentile(lat, 99)), 1) if len(lat) else None,
         "errors": sum(errors.values()),
         "error_statuses": errors,
-        "elapsed_s": elapsed,
+        "load_cores": round((own_after - own_before) / elapsed, 2),
     }
+    if server_before is not None and server_after is not None:
+        used = server_after - server_before
+        row["server_cores"] = round(used / elapsed, 2)
+        row["server_cpu_ms_per_request"] = round(1000 * used / len(lat), 3) if len(lat) else None
+    return row
 
 
 def drive(server: RunningServer, make: RequestMaker, concurrency: int, seconds: float) -> dict:
     """Closed loop: ``concurrency`` workers, each sending its next request when one returns."""
-    server_before, own_before = server.cpu_seconds(), _own_cpu_seconds()
-    row = asyncio.run(_drive(server.url, make, concurrency, seconds))
-    server_after, own_after = server.cpu_seconds(), _own_cpu_seconds()
-    elapsed = row.pop("elapsed_s")
-    row["load_cores"] = round((own_after - own_before) / elapsed, 2)
-    if server_before is not None and server_after is not None:
-        used = server_after - server_before
-        row["server_cores"] = round(used / elapsed, 2)
-        requests = row["requests_per_s"] * elapsed
-        row["server_cpu_ms_per_request"] = round(1000 * used / requests, 3) if requests else None
-    return row
+    return asyncio.run(_drive(server, make, concurrency, seconds))
 
 
 def print_table(rows: list[dict], columns: list[str]) -> None:
