@@ -11,7 +11,8 @@
 # swaps in another build of the same version, e.g. the CPU-only one (a far smaller image).
 ARG BASE_IMAGE=nvidia/cuda:12.8.1-runtime-ubuntu24.04
 
-# Stage 1: the latentwire wheel (source and the default models, nothing else).
+# Stage 1: the wheels of latentwire (code, manifests, decoders) and latentwire-weights (the
+# shipped models' weights, built from shared/zoo/), nothing else.
 FROM python:3.12-slim-bookworm AS wheel
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -19,9 +20,9 @@ COPY client/ client/
 COPY server/ server/
 COPY shared/ shared/
 COPY training/ training/
-RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . ./shared/zoo
 
-# Stage 2: the runtime, with only the server extra installed.
+# Stage 2: the runtime, with only the server extra installed (it pulls latentwire-weights).
 FROM ${BASE_IMAGE} AS runtime
 ARG TORCH_INDEX=""
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -1,6 +1,9 @@
 # The two commands a new user runs: `make serve` and `make test`.
 # Both create .venv and install the pinned dependencies on first use; afterwards they
 # reinstall only when pyproject.toml or constraints.txt change.
+# The shipped weights are a distribution of their own, latentwire-weights (shared/zoo/),
+# which the server and training extras need: it is installed from the checkout beside the
+# editable latentwire (whose own zoo folder, holding the same files, is read first).
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -11,11 +14,11 @@ COMPOSE_STAMP := $(COMPOSE)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test lint format constraints clean
+.PHONY: serve test test-packaging dist lint format constraints clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt shared/zoo/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -qq -c constraints.txt -e ".[server,training,dev]"
+	$(BIN)/python -m pip install -qq -c constraints.txt ./shared/zoo -e ".[server,training,dev]"
 	touch $(STAMP)
 
 # docker-compose (for `docker-compose config` in the tests) needs pins of its own.
@@ -33,6 +36,15 @@ test: $(STAMP) $(COMPOSE_STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
 
+# Builds both distributions and installs each into a fresh venv (a few minutes; CI runs it).
+test-packaging: $(STAMP)
+	$(BIN)/python -m pytest -q -m packaging -s
+
+# sdists and wheels of latentwire and latentwire-weights, in dist/.
+dist: $(STAMP)
+	$(BIN)/python -m build --outdir dist .
+	$(BIN)/python -m build --outdir dist shared/zoo
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -44,9 +56,10 @@ format: $(STAMP)
 # Re-pin after changing pyproject.toml: resolve in a scratch venv and freeze it.
 constraints:
 	rm -rf /tmp/latentwire-pin && $(PYTHON) -m venv /tmp/latentwire-pin
-	/tmp/latentwire-pin/bin/pip install --quiet -e ".[server,training,dev]"
-	{ head -2 constraints.txt; /tmp/latentwire-pin/bin/pip freeze --exclude-editable; } > constraints.tmp
+	/tmp/latentwire-pin/bin/pip install --quiet ./shared/zoo -e ".[server,training,dev]"
+	{ head -2 constraints.txt; /tmp/latentwire-pin/bin/pip freeze --exclude-editable \
+		| grep -v '^latentwire-weights=='; } > constraints.tmp
 	mv constraints.tmp constraints.txt
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache dist

@@ -3,12 +3,18 @@
 The manifest carries everything needed to rebuild and trust the model: its family and
 config, the data set, the exact training command, and its measured metrics. Weights are
 safetensors; nothing is ever unpickled from a package. Reading a manifest needs no torch.
+
+The shipped packages (``zoo/``) are split across two distributions: ``latentwire`` installs
+each one's manifest and, for a codec, its decoder package (all a receiver needs);
+``latentwire-weights`` (pulled in by the server and training extras) installs the weights,
+as ``latentwire_weights/<folder>/model.safetensors``. In a checkout both sit in the folder.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.util
 import json
 import os
 import tempfile
@@ -20,6 +26,7 @@ MANIFEST_NAME = "manifest.json"
 WEIGHTS_NAME = "model.safetensors"
 MANIFEST_FORMAT = 1
 ZOO_DIR = Path(__file__).parent / "zoo"
+WEIGHTS_DISTRIBUTION = "latentwire_weights"  # the import name of latentwire-weights
 
 
 class PackageError(ValueError):
@@ -85,12 +92,30 @@ def file_sha256(path: str | os.PathLike) -> str:
 def verified_weights_path(package_dir: str | os.PathLike) -> Path:
     """The package's weights file, after checking it against the manifest's digest."""
     manifest = read_manifest(package_dir)
+    shipped = Path(package_dir).resolve().parent == ZOO_DIR.resolve()
     path = Path(package_dir) / WEIGHTS_NAME
+    if not path.is_file() and shipped:
+        path = _installed_weights(Path(package_dir).name) or path
     if not path.is_file():
-        raise PackageError(f"{package_dir}: no {WEIGHTS_NAME}")
+        raise PackageError(
+            f"the weights of {manifest.id} are not installed (the base install holds only "
+            "what decoding needs): pip install 'latentwire[server]' or 'latentwire[training]'"
+            if shipped
+            else f"{package_dir}: no {WEIGHTS_NAME}"
+        )
     if manifest.weights_sha256 and file_sha256(path) != manifest.weights_sha256:
         raise PackageError(f"{path}: contents do not match the manifest's sha256")
     return path
+
+
+def _installed_weights(folder: str) -> Path | None:
+    """A shipped package's weights where latentwire-weights installed them, if it did."""
+    spec = importlib.util.find_spec(WEIGHTS_DISTRIBUTION)
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(root) / folder / WEIGHTS_NAME
+        if path.is_file():
+            return path
+    return None
 
 
 def write_atomically(path: str | os.PathLike, data: bytes) -> None:

@@ -1,5 +1,4 @@
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -57,28 +56,6 @@ def tiny_codec(tmp_path_factory, data_dir):
     )
     export_codec(latest_checkpoint(root / "run"), root / "models" / "tiny", "tiny-codec-q4")
     return root / "models"
-
-
-@pytest.fixture(scope="session")
-def wheel(tmp_path_factory):
-    """latentwire built as a wheel, as `pip install .` would build it."""
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(out),
-            str(REPO),
-        ],
-        check=True,
-    )
-    return next(out.glob("latentwire-*.whl"))
 
 
 def tiny_photo_config(data_dir, out, **changes):
