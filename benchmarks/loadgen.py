@@ -115,57 +115,86 @@ def servers(modes: Iterable[bool], env: dict[str, str] | None = None):
         yield {batching: stack.enter_context(server(batching, env)) for batching in modes}
 
 
-async def _drive(server: RunningServer, make: RequestMaker, concurrency: int, seconds: float):
-    latencies: list[float] = []
-    images = pixels = 0
-    errors: dict[int, int] = {}  # status -> count
+@dataclass
+class Load:
+    """A closed loop: ``concurrency`` workers, each sending its next request when one
+    returns; ``make(i)`` gives request number ``i``."""
+
+    make: RequestMaker
+    concurrency: int
+
+
+async def _drive(server: RunningServer, loads: list[Load], seconds: float) -> list[dict]:
+    """Every load at once for ``seconds``; a row per load. The server's CPU time is for the
+    whole cell, so per request it is given only when there is one load."""
     stop = time.perf_counter() + seconds
-    connector = aiohttp.TCPConnector(limit=concurrency)
+    connector = aiohttp.TCPConnector(limit=sum(load.concurrency for load in loads))
     timeout = aiohttp.ClientTimeout(total=300)
+    tallies = [{"latencies": [], "images": 0, "pixels": 0, "errors": {}} for _ in loads]
     async with aiohttp.ClientSession(server.url, connector=connector, timeout=timeout) as session:
 
-        async def worker(offset: int) -> None:
-            nonlocal images, pixels
+        async def worker(load: Load, tally: dict, offset: int) -> None:
             i = offset
             while time.perf_counter() < stop:
                 began = time.perf_counter()
-                path, kwargs, count, area = make(i)
+                path, kwargs, count, area = load.make(i)
                 async with session.post(path, **kwargs) as response:
                     await response.read()
                 if response.status == 200:
-                    latencies.append(time.perf_counter() - began)
-                    images += count
-                    pixels += area
+                    tally["latencies"].append(time.perf_counter() - began)
+                    tally["images"] += count
+                    tally["pixels"] += area
                 else:
+                    errors = tally["errors"]  # status -> count
                     errors[response.status] = errors.get(response.status, 0) + 1
-                i += concurrency
+                i += load.concurrency
 
         server_before, own_before = server.cpu_seconds(), _own_cpu_seconds()
         began = time.perf_counter()
-        await asyncio.gather(*(worker(k) for k in range(concurrency)))
+        await asyncio.gather(
+            *(
+                worker(load, tally, k)
+                for load, tally in zip(loads, tallies, strict=True)
+                for k in range(load.concurrency)
+            )
+        )
         elapsed = time.perf_counter() - began
         server_after, own_after = server.cpu_seconds(), _own_cpu_seconds()
-    lat = np.array(latencies) * 1000
-    row = {
-        "requests_per_s": round(len(lat) / elapsed, 2),
-        "images_per_s": round(images / elapsed, 2),
-        "megapixels_per_s": round(pixels / elapsed / 1e6, 4),
-        "p50_ms": round(float(np.percentile(lat, 50)), 1) if len(lat) else None,
-        "p99_ms": round(float(np.percentile(lat, 99)), 1) if len(lat) else None,
-        "errors": sum(errors.values()),
-        "error_statuses": errors,
-        "load_cores": round((own_after - own_before) / elapsed, 2),
-    }
-    if server_before is not None and server_after is not None:
-        used = server_after - server_before
-        row["server_cores"] = round(used / elapsed, 2)
-        row["server_cpu_ms_per_request"] = round(1000 * used / len(lat), 3) if len(lat) else None
-    return row
+    rows = []
+    for tally in tallies:
+        lat = np.array(tally["latencies"]) * 1000
+        rows.append(
+            {
+                "requests_per_s": round(len(lat) / elapsed, 2),
+                "images_per_s": round(tally["images"] / elapsed, 2),
+                "megapixels_per_s": round(tally["pixels"] / elapsed / 1e6, 4),
+                "p50_ms": round(float(np.percentile(lat, 50)), 1) if len(lat) else None,
+                "p99_ms": round(float(np.percentile(lat, 99)), 1) if len(lat) else None,
+                "errors": sum(tally["errors"].values()),
+                "error_statuses": tally["errors"],
+                "load_cores": round((own_after - own_before) / elapsed, 2),
+                "latencies_ms": lat,  # for pooling across cells; dropped before printing
+            }
+        )
+        if server_before is not None and server_after is not None:
+            used = server_after - server_before
+            rows[-1]["server_cores"] = round(used / elapsed, 2)
+            if len(loads) == 1:
+                per = round(1000 * used / len(lat), 3) if len(lat) else None
+                rows[-1]["server_cpu_ms_per_request"] = per
+    return rows
 
 
 def drive(server: RunningServer, make: RequestMaker, concurrency: int, seconds: float) -> dict:
     """Closed loop: ``concurrency`` workers, each sending its next request when one returns."""
-    return asyncio.run(_drive(server, make, concurrency, seconds))
+    row = asyncio.run(_drive(server, [Load(make, concurrency)], seconds))[0]
+    del row["latencies_ms"]
+    return row
+
+
+def drive_together(server: RunningServer, loads: list[Load], seconds: float) -> list[dict]:
+    """Several closed loops against one server at once (a row each, with its latencies)."""
+    return asyncio.run(_drive(server, loads, seconds))
 
 
 def print_table(rows: list[dict], columns: list[str]) -> None:

@@ -29,7 +29,7 @@ from latentwire.client import decode_array
 from latentwire.shared.decoder_package import DECODER_NAME
 from latentwire.shared.package import MANIFEST_NAME, WEIGHTS_NAME, ZOO_DIR, read_manifest
 from latentwire.training.data import load_idx_dataset
-from tests.conftest import DATA, REPO
+from tests.conftest import REPO
 from tests.server.conftest import free_port
 
 pytestmark = pytest.mark.packaging
@@ -165,14 +165,15 @@ def test_the_server_install_serves_every_shipped_model(installed_server):
     )
 
 
-def test_the_base_install_decodes_every_shipped_codec_offline(dists, installed_server, tmp_path):
+def test_the_base_install_decodes_every_shipped_codec_offline(
+    dists, installed_server, tmp_path, data_dir
+):
     url, _ = installed_server
     irs, expected = {}, {}
     for folder in CODECS:
         model = read_manifest(folder).id
-        answer = httpx.post(
-            f"{url}/encode", params={"model": model}, content=sample_png(model), timeout=60
-        )
+        body = sample_png(model, data_dir)
+        answer = httpx.post(f"{url}/encode", params={"model": model}, content=body, timeout=60)
         assert answer.status_code == 200, answer.text
         irs[model] = answer.content
         expected[model] = decode_array(answer.content)  # the full install's decoder
@@ -233,13 +234,14 @@ print(json.dumps({{"package": str(Path(latentwire.__path__[0]))}}))
     assert size <= BUDGET_MB
 
 
-def sample_png(model: str) -> bytes:
+def sample_png(model: str, data_dir: Path) -> bytes:
     """A real test image the codec takes: Fashion-MNIST, MNIST or a Kodak photo."""
     if model.startswith(("fashion-mnist", "mnist")):
         name = "mnist" if model.startswith("mnist") else "fashion-mnist"
-        image = Image.fromarray(load_idx_dataset(name, train=False).images[7, 0].numpy())
+        test_set = load_idx_dataset(name, train=False, data_dir=data_dir)
+        image = Image.fromarray(test_set.images[7, 0].numpy())
     else:
-        image = Image.open(DATA / "kodak" / "kodim23.png")
+        image = Image.open(data_dir / "kodak" / "kodim23.png")
     out = io.BytesIO()
     image.save(out, format="PNG")
     return out.getvalue()
