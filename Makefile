@@ -14,7 +14,7 @@ COMPOSE_STAMP := $(COMPOSE)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test test-packaging dist lint format constraints clean
+.PHONY: serve test test-packaging dist docs lint format constraints clean system-packages
 
 $(STAMP): pyproject.toml constraints.txt shared/zoo/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,7 +31,16 @@ $(COMPOSE_STAMP): .ci/compose-requirements.txt
 serve: $(STAMP)
 	$(BIN)/latentwire serve --host $(HOST) --port $(PORT)
 
-test: $(STAMP) $(COMPOSE_STAMP)
+# Debian packages the tests use: nginx (the routing test runs the real one).
+DEBIAN_PACKAGES := nginx
+system-packages:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+		else echo "make: the tests need the Debian packages:$$missing (apt-get install$$missing as root)"; fi; \
+	fi
+
+test: $(STAMP) $(COMPOSE_STAMP) system-packages
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
@@ -44,6 +53,10 @@ test-packaging: $(STAMP)
 dist: $(STAMP)
 	$(BIN)/python -m build --outdir dist .
 	$(BIN)/python -m build --outdir dist shared/zoo
+
+# The docs made from the code: the settings table, latentwire.env.
+docs: $(STAMP)
+	$(BIN)/python docs/generate.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

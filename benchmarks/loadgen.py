@@ -9,6 +9,7 @@ second depend on the machine of the day, CPU milliseconds per request much less 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import platform
 import resource
@@ -49,13 +50,28 @@ class RunningServer:
     pid: int
 
     def cpu_seconds(self) -> float | None:
-        """User + system CPU time the server process has used so far; None off Linux."""
-        stat = Path(f"/proc/{self.pid}/stat")
-        if not stat.exists():
+        """User + system CPU time the server has used so far, its child processes (the
+        upscaler's lanes) included; None off Linux."""
+        if not Path(f"/proc/{self.pid}/stat").exists():
             return None
+        return sum(_process_cpu_seconds(pid) for pid in [self.pid, *_children(self.pid)])
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found += [int(c) for c in (task / "children").read_text().split()]
+    return found + [grandchild for child in found for grandchild in _children(child)]
+
+
+def _process_cpu_seconds(pid: int) -> float:
+    try:
         # Fields after the command name (which may hold spaces): utime and stime are 14, 15.
-        fields = stat.read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:  # gone since it was listed
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _own_cpu_seconds() -> float:

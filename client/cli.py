@@ -72,19 +72,22 @@ def _encode_locally(paths: list[Path], model: str | None, quality: int | None) -
     """The server's code path without the server: needs the [server] extra (torch)."""
     from latentwire.server.errors import ApiError
     from latentwire.server.images import open_image, to_model_input
-    from latentwire.server.registry import ModelRegistry
+    from latentwire.server.registry import HostingError, ModelRegistry
     from latentwire.server.settings import Settings
 
-    registry = ModelRegistry(Settings(device="cpu"))
+    registry = ModelRegistry(Settings(device="cpu", tasks="codec"))
     registry.load()
     irs = []
     try:
+        choose = registry.codec_chooser(model, quality)
         for path in paths:
             image = open_image(path.read_bytes(), 1 << 26)
-            codec = registry.codec_for(image, model, quality)
-            irs += codec.encode_batch([to_model_input(image, *codec.shape)])
+            codec = choose(image)
+            irs += codec.handle([to_model_input(image, *codec.shape)])
     except ApiError as e:
         raise OSError(e.message) from None
+    except HostingError as e:
+        raise OSError(str(e)) from None
     return irs
 
 

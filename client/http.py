@@ -1,10 +1,11 @@
 """Talk to a latentwire server: encode there, decode here.
 
 ``Client`` and ``AsyncClient`` share one behaviour: an API key sent as a bearer token;
-retries with exponential backoff and jitter on connection errors and 503 (honouring
-Retry-After), never on other 4xx/5xx answers; one exception hierarchy for what the server
-says. Decoding is local: decoders resolve from the shipped models, then the cache folder,
-then ``GET /models/{id}/decoder`` (kept only when its digest matches the IR's).
+retries with exponential backoff and jitter on connection errors, 502 (a proxy in front
+lost its replica) and 503 (honouring Retry-After), never on other 4xx/5xx answers; one
+exception hierarchy for what the server says. Decoding is local: decoders resolve from
+the shipped models, then the cache folder, then ``GET /models/{id}/decoder`` (kept only
+when its digest matches the IR's).
 """
 
 from __future__ import annotations
@@ -85,6 +86,11 @@ def _error(response: httpx.Response) -> ServerError:
     return kind(response.status_code, code, message)
 
 
+# A proxy's 502 (its replica went away mid-request) and the server's 503 (queue full) pass;
+# every request latentwire serves gives the same answer when sent again.
+RETRIED_STATUSES = (502, 503)
+
+
 def _backoff(attempt: int, response: httpx.Response | None, base: float) -> float:
     retry_after = response.headers.get("retry-after") if response is not None else None
     if retry_after and retry_after.isdigit():
@@ -112,7 +118,7 @@ class _Base:
         self, attempt: int, response: httpx.Response | None, error: Exception | None
     ) -> float | None:
         """Seconds to wait before the next try, or None when this answer is final."""
-        retryable = error is not None or response.status_code == 503
+        retryable = error is not None or response.status_code in RETRIED_STATUSES
         if not retryable or attempt >= self.retries:
             return None
         return _backoff(attempt, response, self.backoff)

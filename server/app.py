@@ -6,7 +6,6 @@ import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -18,6 +17,7 @@ from latentwire.server.middleware import ApiKeys, BodyLimit, RequestMetrics
 from latentwire.server.registry import ModelRegistry
 from latentwire.server.routes import encode, generate, health, models, upscale
 from latentwire.server.settings import Settings
+from latentwire.server.workers import stand_back
 
 log = logging.getLogger("latentwire.server")
 
@@ -26,13 +26,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     metrics = Metrics()
     registry = ModelRegistry(settings)
-    # One worker thread: model calls run one batch at a time, off the event loop.
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="latentwire-model")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await asyncio.get_running_loop().run_in_executor(executor, registry.load)
-        registry.start(executor, metrics.observe_batch)
+        await asyncio.to_thread(registry.load)
+        # Each model gets a worker thread of its own: batches of different models never
+        # wait for each other (server/workers.py).
+        await registry.start(metrics.observe_batch)
+        if registry.stand_back:  # the event loop (and the threads it starts) too
+            stand_back(registry.stand_back)
         # Move the start-up objects (models, routes) out of the collector's sight: full
         # collections over them otherwise stall the event loop for tens of milliseconds.
         gc.collect()
@@ -42,7 +44,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         app.state.ready = False
         await registry.stop()
-        executor.shutdown(wait=True)
 
     # With API keys the schema needs a key too, and the interactive docs are off (their
     # page cannot send one when it fetches the schema).

@@ -7,6 +7,22 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from latentwire.server.registry import (
+    HostingError,
+    QualityMismatch,
+    TaskNotHosted,
+    UnknownModel,
+    UnknownQuality,
+)
+
+# The registry's domain errors, as HTTP statuses (their codes are their own).
+HOSTING_STATUS: dict[type[HostingError], int] = {
+    UnknownModel: 404,
+    TaskNotHosted: 404,
+    UnknownQuality: 422,
+    QualityMismatch: 422,
+}
+
 
 class ApiError(Exception):
     """An error a client caused or can act on; ``code`` is stable and machine-readable."""
@@ -30,6 +46,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         request.app.state.metrics.errors.labels(exc.code).inc()
         return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(HostingError)
+    async def _hosting_error(request: Request, exc: HostingError) -> JSONResponse:
+        request.app.state.metrics.errors.labels(exc.code).inc()
+        return error_response(HOSTING_STATUS[type(exc)], exc.code, str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,14 +1,12 @@
-from collections.abc import Callable
 from typing import Annotated
 
 import msgpack
 from fastapi import APIRouter, Query, Request, Response
-from PIL import Image
 
 from latentwire.server.deps import registry_of
 from latentwire.server.errors import ApiError
+from latentwire.server.hosted import HostedCodec
 from latentwire.server.images import open_image, to_model_input
-from latentwire.server.registry import AUTO, HostedCodec, ModelRegistry
 from latentwire.server.routes.common import image_body, read_uploads, run_batched
 
 router = APIRouter(tags=["encode"])
@@ -23,19 +21,6 @@ ModelQuery = Annotated[
     ),
 ]
 QualityQuery = Annotated[int | None, Query(ge=1, le=100, description="quality level, 1 = smallest")]
-
-
-CodecPicker = Callable[[Image.Image], HostedCodec]
-
-
-def codec_picker(registry: ModelRegistry, model: str | None, quality: int | None) -> CodecPicker:
-    """The codec for an image: a named one is checked now (404/422 before any upload is
-    read); ``auto`` picks by the image once it is decoded."""
-    name = model or registry.settings.default_model
-    if name == AUTO:
-        return lambda image: registry.codec_for(image, name, quality)
-    codec = registry.resolve(name, quality)
-    return lambda image: codec
 
 
 def _headers(codec: HostedCodec, size: int) -> dict[str, str]:
@@ -57,7 +42,7 @@ async def encode(
     request: Request, model: ModelQuery = None, quality: QualityQuery = None
 ) -> Response:
     registry = registry_of(request)
-    pick, settings = codec_picker(registry, model, quality), registry.settings
+    pick, settings = registry.codec_chooser(model, quality), registry.settings
     data = (await read_uploads(request, "file", 1))[0]
     image = open_image(data, settings.max_pixels)
     codec = pick(image)
@@ -95,7 +80,7 @@ async def encode_batch(
     request: Request, model: ModelQuery = None, quality: QualityQuery = None
 ) -> Response:
     registry = registry_of(request)
-    pick, settings = codec_picker(registry, model, quality), registry.settings
+    pick, settings = registry.codec_chooser(model, quality), registry.settings
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise ApiError(415, "multipart_required", "send the images as multipart fields 'files'")
     images = await read_uploads(request, "files", settings.max_images_per_request)

@@ -12,11 +12,16 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Every model is loaded and warmed up")
+@router.get("/readyz", summary="Every model of this server's tasks is loaded and warmed up")
 async def readyz(request: Request) -> dict[str, object]:
     if not getattr(request.app.state, "ready", False):
         raise ApiError(503, "not_ready", "models are still loading", {"Retry-After": "1"})
-    return {"status": "ready", "models": len(registry_of(request).hosted)}
+    registry = registry_of(request)
+    return {
+        "status": "ready",
+        "tasks": list(registry.settings.hosted_tasks),
+        "models": len(registry.hosted),
+    }
 
 
 def metrics_response(request: Request) -> Response:

@@ -7,7 +7,7 @@ from latentwire.server.deps import registry_of
 router = APIRouter(tags=["models"])
 
 
-@router.get("/models", summary="The hosted models: codecs, then upscalers")
+@router.get("/models", summary="The models this server hosts (only its tasks')")
 async def list_models(request: Request) -> list[dict[str, Any]]:
     return [hosted.describe() for hosted in registry_of(request).hosted.values()]
 
@@ -19,7 +19,7 @@ async def list_models(request: Request) -> list[dict[str, Any]]:
     responses={200: {"content": {"application/msgpack": {}}}, 304: {"description": "unchanged"}},
 )
 async def get_decoder(model_id: str, request: Request) -> Response:
-    codec = registry_of(request).get(model_id)
+    codec = registry_of(request).codec(model_id)
     etag = f'"{codec.decoder.digest:04x}"'
     headers = {
         "ETag": etag,

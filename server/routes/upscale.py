@@ -11,8 +11,9 @@ from fastapi import APIRouter, Query, Request, Response
 from PIL import Image
 
 from latentwire.server.deps import registry_of
+from latentwire.server.errors import ApiError
+from latentwire.server.hosted import HostedUpscaler
 from latentwire.server.images import open_image
-from latentwire.server.registry import HostedUpscaler
 from latentwire.server.routes.common import image_body, read_uploads, run_batched
 from latentwire.server.settings import Settings
 from latentwire.shared.tiling import Tile
@@ -71,6 +72,26 @@ def _finish(
     return buffer.getvalue()
 
 
+async def _run_in_steps(
+    upscaler: HostedUpscaler, windows: list[np.ndarray], request: Request, timeout_s: float
+) -> list[np.ndarray]:
+    """A request's windows through the batcher, ``max_tiles`` at a time: each step queues
+    behind the steps already waiting, so a big image takes turns with the requests that
+    came after it instead of holding the model for seconds; batches still fill with the
+    windows of every waiting request."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    outputs: list[np.ndarray] = []
+    for start in range(0, len(windows), upscaler.max_tiles):
+        step = windows[start : start + upscaler.max_tiles]
+        left = deadline - loop.time()
+        if left <= 0:
+            raise ApiError(504, "timeout", "the request waited too long for the model")
+        (done,) = await run_batched(upscaler.batcher, [step], request, left)
+        outputs += done
+    return outputs
+
+
 @router.post(
     "/upscale",
     summary="Upscale one image 2x (multipart field `file` or the raw body)",
@@ -91,9 +112,7 @@ async def upscale(
     planes, plans, windows, rebuild = await asyncio.to_thread(
         _prepare, data, settings, upscaler.model.config.channels
     )
-    # One batcher item per request: its windows stay together, and batches fill with the
-    # windows of every waiting request up to upscale_max_tiles.
-    (outputs,) = await run_batched(upscaler.batcher, [windows], request, settings.request_timeout_s)
+    outputs = await _run_in_steps(upscaler, windows, request, settings.request_timeout_s)
     body = await asyncio.to_thread(_finish, planes, plans, outputs, rebuild, upscaler.scale, fmt)
     headers = {"X-Latentwire-Model": upscaler.manifest.id}
     return Response(body, media_type=MEDIA_TYPES[fmt], headers=headers)

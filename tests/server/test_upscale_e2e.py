@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from latentwire.client import Client
+from latentwire.server.settings import Settings
 from latentwire.shared.models.loading import load_model
 from latentwire.shared.package import find_package
 from latentwire.shared.upscaling import upscale_image
@@ -73,12 +74,15 @@ def test_concurrent_upscales_match_offline_and_are_batched(upscale_server, photo
         np.testing.assert_array_equal(result, expected[i])  # alone or batched: same pixels
     metrics = httpx.get(f"{upscale_server}/metrics").text
     count = float(re.search(r'latentwire_batch_size_count\{model="sr2x"\} (\S+)', metrics)[1])
-    total = float(re.search(r'latentwire_batch_size_sum\{model="sr2x"\} (\S+)', metrics)[1])
-    windows = 0
-    for i in jobs:  # tiles per request: the most a batch could hold without batching
-        w, h = photos[i].size
-        windows = max(windows, -(-w // 128) * -(-h // 128))
-    assert total / count > windows  # batches held tiles of several requests
+    # A request goes to the batcher in steps of at most `step` windows; batches of one
+    # request's steps alone would number at least this many.
+    step = Settings().upscale_tiles(cuda=False)
+    alone = sum(-(-windows(photos[i]) // step) for i in jobs)
+    assert count < alone  # batches held windows of several requests
+
+
+def windows(image: Image.Image) -> int:
+    return -(-image.width // 128) * -(-image.height // 128)
 
 
 def test_modes_formats_and_alpha(upscale_server):
@@ -161,7 +165,8 @@ def test_pixel_limit_queue_limit_and_timeout(photos):
 def test_a_disconnected_client_is_dropped_from_the_queue(data_dir):
     with Image.open(data_dir / "kodak" / "kodim01.png") as image:
         body = png(image.convert("RGB").crop((0, 0, 500, 500)))  # 4x4 = 16 windows
-    with running_server() as (url, _proc):
+    # A whole request in one step, so the first one holds the model while the second waits.
+    with running_server({"LATENTWIRE_UPSCALE_MAX_TILES": "32"}) as (url, _proc):
         with ThreadPoolExecutor(1) as pool:
             first = pool.submit(httpx.post, f"{url}/upscale", content=body, timeout=300)
             time.sleep(0.5)  # the first request holds the model
