@@ -13,6 +13,8 @@ The targets (issue 23): mixed, /encode's p99 at most 3x its p99 alone and under 
     python benchmarks/mixed_load.py --seconds 8 --rounds 3 --out benchmarks/results
     # a server setting changed, e.g. the upscaler's threads:
     python benchmarks/mixed_load.py --server-env LATENTWIRE_UPSCALE_THREADS=1
+    # one setting at several values, a server each, measured in turn in every round:
+    python benchmarks/mixed_load.py --vary LATENTWIRE_UPSCALE_PRIORITY=0,1,2
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import argparse
 import gc
 import io
 import json
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +60,29 @@ def summarize(rows: list[dict]) -> dict:
     }
 
 
+def label(variant: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in variant.items()) or "default"
+
+
+def verdict(by: dict[tuple[str, str], dict]) -> dict:
+    """The targets, for one server: (route, condition) -> its summary."""
+    enc_alone, enc_mixed = by["encode", "encode alone"], by["encode", "mixed"]
+    up_alone, up_mixed = by["upscale", "upscale alone"], by["upscale", "mixed"]
+    found = {
+        "encode_p99_ratio": round(enc_mixed["p99_ms"] / enc_alone["p99_ms"], 2),
+        "encode_p99_ms": enc_mixed["p99_ms"],
+        "encode_requests_per_s": enc_mixed["requests_per_s"],
+        "upscale_share": round(up_mixed["images_per_s"] / up_alone["images_per_s"], 3),
+    }
+    found["met"] = {
+        "encode p99 <= 3x alone": found["encode_p99_ratio"] <= 3,
+        "encode p99 < 50 ms": found["encode_p99_ms"] < 50,
+        "encode >= 300 req/s": found["encode_requests_per_s"] >= 300,
+        "upscale >= 70% of alone": found["upscale_share"] >= 0.7,
+    }
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="per condition and round")
@@ -66,6 +92,9 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument(
         "--server-env", action="append", default=[], metavar="NAME=VALUE", help="repeatable"
+    )
+    parser.add_argument(
+        "--vary", default=None, metavar="NAME=V1,V2", help="one server per value, in turn"
     )
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of mixed load")
     parser.add_argument("--out", default="benchmarks/results")
@@ -85,43 +114,39 @@ def main() -> None:
     upscale = Load(lambda i: ("/upscale", {"data": photo}, 1, area), args.upscale_clients)
     loads = {"encode alone": [encode], "upscale alone": [upscale], "mixed": [encode, upscale]}
 
+    variants = [{}]
+    if args.vary:
+        name, _, values = args.vary.partition("=")
+        variants = [{name: value} for value in values.split(",")]
+
     gc.collect()
     gc.freeze()  # keep the load generator's collector off its start-up heap
-    cells: dict[tuple[str, str], list[dict]] = {}
-    with server(True, env) as running:
-        drive_together(running, [encode, upscale], args.warmup)
+    cells: dict[tuple[str, str, str], list[dict]] = {}
+    with ExitStack() as stack:
+        running = {  # all started before any is measured
+            label(variant): stack.enter_context(server(True, env | variant)) for variant in variants
+        }
+        for each in running.values():
+            drive_together(each, [encode, upscale], args.warmup)
         for round_ in range(args.rounds):
             for condition in CONDITIONS:
-                rows = drive_together(running, loads[condition], args.seconds)
-                for load, row in zip(loads[condition], rows, strict=True):
-                    route = "encode" if load is encode else "upscale"
-                    cells.setdefault((condition, route), []).append(row)
-                    shown = {k: v for k, v in row.items() if k != "latencies_ms"}
-                    print(
-                        json.dumps(
-                            {"round": round_, "condition": condition, "route": route} | shown
-                        ),
-                        flush=True,
-                    )
+                for variant, each in running.items():
+                    rows = drive_together(each, loads[condition], args.seconds)
+                    for load, row in zip(loads[condition], rows, strict=True):
+                        route = "encode" if load is encode else "upscale"
+                        cells.setdefault((variant, condition, route), []).append(row)
+                        shown = {k: v for k, v in row.items() if k != "latencies_ms"}
+                        where = {"round": round_, "variant": variant, "condition": condition}
+                        print(json.dumps(where | {"route": route} | shown), flush=True)
 
-    table = []
-    for (condition, route), rows in cells.items():
-        table.append({"route": route, "condition": condition, **summarize(rows)})
-    by = {(r["route"], r["condition"]): r for r in table}
-    enc_alone, enc_mixed = by["encode", "encode alone"], by["encode", "mixed"]
-    up_alone, up_mixed = by["upscale", "upscale alone"], by["upscale", "mixed"]
-    verdict = {
-        "encode_p99_ratio": round(enc_mixed["p99_ms"] / enc_alone["p99_ms"], 2),
-        "encode_p99_ms": enc_mixed["p99_ms"],
-        "encode_requests_per_s": enc_mixed["requests_per_s"],
-        "upscale_share": round(up_mixed["images_per_s"] / up_alone["images_per_s"], 3),
-    }
-    verdict["met"] = {
-        "encode p99 <= 3x alone": verdict["encode_p99_ratio"] <= 3,
-        "encode p99 < 50 ms": verdict["encode_p99_ms"] < 50,
-        "encode >= 300 req/s": verdict["encode_requests_per_s"] >= 300,
-        "upscale >= 70% of alone": verdict["upscale_share"] >= 0.7,
-    }
+    table = [
+        {"variant": variant, "route": route, "condition": condition} | summarize(rows)
+        for (variant, condition, route), rows in cells.items()
+    ]
+    verdicts = {}
+    for variant in running:
+        cells_of = {(r["route"], r["condition"]): r for r in table if r["variant"] == variant}
+        verdicts[variant] = verdict(cells_of)
     machine = describe_machine()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -133,13 +158,13 @@ def main() -> None:
         "upscale_clients": args.upscale_clients,
         "server_env": env,
         "rows": table,
-        "verdict": verdict,
+        "verdicts": verdicts,
     }
     (out / f"{args.name}.json").write_text(json.dumps(result, indent=2))
     print(f"\n{machine}; {args.rounds} rounds of {args.seconds:.0f} s; server env {env}")
-    columns = ["route", "condition", "requests_per_s", "images_per_s", "p50_ms", "p99_ms"]
-    print_table(table, [*columns, "requests", "errors", "server_cores"])
-    print(json.dumps(verdict, indent=2))
+    columns = ["variant", "route", "condition", "requests_per_s", "images_per_s", "p50_ms"]
+    print_table(table, [*columns, "p99_ms", "requests", "errors", "server_cores"])
+    print(json.dumps(verdicts, indent=2))
 
 
 if __name__ == "__main__":

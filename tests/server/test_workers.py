@@ -62,3 +62,18 @@ def test_lanes_give_the_pixels_of_one_process_and_survive_a_killed_lane(windows)
             np.testing.assert_array_equal(got, want)
     finally:
         lanes.shutdown()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_workers_queue_their_kernels_on_streams_of_their_own():
+    one = ModelWorker("one", torch.device("cuda"), 1)
+    two = ModelWorker("two", torch.device("cuda"), 1)
+    try:
+        streams = [w.submit(torch.cuda.current_stream).result() for w in (one, two)]
+        assert streams[0] != streams[1]
+        assert torch.cuda.default_stream() not in streams  # the default one syncs with all
+        x = torch.ones(1024, device="cuda")
+        assert one.submit(lambda: float((x * 2).sum())).result() == 2048.0
+    finally:
+        one.shutdown()
+        two.shutdown()
