@@ -11,7 +11,7 @@ of 16 images.
     # one cell with a server setting changed, for paired runs (run it in turn with and
     # without the setting)
     python benchmarks/encode_load.py --requests raw --concurrency 32 --batching on \
-        --server-env LATENTWIRE_TORCH_THREADS=1 --out /tmp/ab
+        --server-env LATENTWIRE_CODEC_THREADS=2 --out /tmp/ab
 """
 
 from __future__ import annotations
@@ -30,6 +30,17 @@ from latentwire.training.data import load_datasets
 
 BATCH = 16
 PIXELS = 28 * 28
+
+
+def fashion_pngs(count: int = 512) -> list[bytes]:
+    """The first ``count`` Fashion-MNIST test images as PNG files."""
+    _, test_set, _ = load_datasets("fashion-mnist")
+    bodies = []
+    for i in range(count):
+        buffer = io.BytesIO()
+        Image.fromarray(test_set.images[i, 0].numpy()).save(buffer, "PNG")
+        bodies.append(buffer.getvalue())
+    return bodies
 
 
 def request_maker(kind: str, bodies: list[bytes]):
@@ -63,7 +74,7 @@ def main() -> None:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="a setting for the server under test (repeatable), e.g. LATENTWIRE_TORCH_THREADS=1",
+        help="a setting for the server under test (repeatable), e.g. LATENTWIRE_CODEC_THREADS=2",
     )
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load, unrecorded")
     parser.add_argument("--out", default="benchmarks/results")
@@ -72,12 +83,7 @@ def main() -> None:
     env = dict(pair.split("=", 1) for pair in args.server_env)
     modes = {"both": (True, False), "on": (True,), "off": (False,)}[args.batching]
 
-    _, test_set, _ = load_datasets("fashion-mnist")
-    bodies = []
-    for i in range(512):
-        buffer = io.BytesIO()
-        Image.fromarray(test_set.images[i, 0].numpy()).save(buffer, "PNG")
-        bodies.append(buffer.getvalue())
+    bodies = fashion_pngs()
 
     # The load generator shares the CPU with the server: keep its collector off the big
     # start-up heap (torch, the data set) so its pauses do not show up as server latency.

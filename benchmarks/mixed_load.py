@@ -27,11 +27,11 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
-from encode_load import request_maker
+from encode_load import fashion_pngs, request_maker
 from loadgen import Load, describe_machine, drive_together, print_table, server
 from PIL import Image
 
-from latentwire.training.data import default_data_dirs, image_files, load_datasets
+from latentwire.training.data import default_data_dirs, image_files
 
 CONDITIONS = ("encode alone", "upscale alone", "mixed")
 
@@ -103,14 +103,8 @@ def main() -> None:
     env = dict(pair.split("=", 1) for pair in args.server_env)
     data_dir = args.data_dir or next(d for d in default_data_dirs() if (d / "bsd100").is_dir())
 
-    _, test_set, _ = load_datasets("fashion-mnist")
-    bodies = []
-    for i in range(512):
-        buffer = io.BytesIO()
-        Image.fromarray(test_set.images[i, 0].numpy()).save(buffer, "PNG")
-        bodies.append(buffer.getvalue())
     photo, area = photo_body(data_dir)
-    encode = Load(request_maker("raw", bodies), args.encode_concurrency)
+    encode = Load(request_maker("raw", fashion_pngs()), args.encode_concurrency)
     upscale = Load(lambda i: ("/upscale", {"data": photo}, 1, area), args.upscale_clients)
     loads = {"encode alone": [encode], "upscale alone": [upscale], "mixed": [encode, upscale]}
 

@@ -30,11 +30,11 @@ from pytorch_msssim.ssim import _fspecial_gauss_1d, _ssim
 from tqdm import tqdm
 
 from latentwire.client import decode_array, decode_batch
-from latentwire.shared.decoder_package import DECODER_NAME, DecoderPackage
-from latentwire.shared.models.codec import encode_images
-from latentwire.shared.models.loading import load_model
+from latentwire.shared.codec import Codec
+from latentwire.shared.images import SIGNED
 from latentwire.shared.package import list_packages, read_manifest
 from latentwire.training.data import load_datasets
+from latentwire.training.metrics import psnr
 
 TARGET_DB = (24.0, 36.0)  # the PSNR range of the codec targets (issue #3)
 CLASSICAL = {
@@ -42,11 +42,6 @@ CLASSICAL = {
     "WebP": [0, 5, 10, 20, 30, 40, 50, 60, 75, 90, 100],
     "AVIF": [0, 10, 25, 40, 55, 70, 85, 95],
 }
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float(10 * np.log10(255.0**2 / max(mse, 1e-10)))
 
 
 def msssim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -74,7 +69,7 @@ def summarize(name: str, setting: str, sizes, originals, decoded) -> dict:
         "setting": setting,
         "bytes": float(np.mean(sizes)),
         "bpp": float(np.mean(sizes) * 8 / pixels),
-        "psnr_db": float(np.mean([psnr(a, b) for a, b in zip(originals, decoded, strict=True)])),
+        "psnr_db": float(np.mean(psnr(originals, decoded, per_image=True))),
         "ms_ssim": float(np.mean(msssim(originals, decoded))),
     }
 
@@ -101,17 +96,18 @@ def classical_points(images: np.ndarray) -> list[dict]:
     return rows
 
 
-def latentwire_points(dataset: str, x: torch.Tensor, images: np.ndarray) -> tuple[list, list]:
+def latentwire_points(dataset: str, images: np.ndarray) -> tuple[list, list]:
+    """Every shipped codec of ``dataset`` on uint8 images (N, H, W)."""
     rows, speed = [], []
     codecs = [p for p in list_packages() if read_manifest(p).task == "codec"]
     codecs = [p for p in codecs if read_manifest(p).dataset == dataset]
     for folder in sorted(codecs, key=lambda p: read_manifest(p).quality or 0):
-        model, manifest = load_model(folder)
-        package = DecoderPackage.from_bytes((folder / DECODER_NAME).read_bytes())
+        codec = Codec.load(folder)
+        manifest = codec.manifest
         began = time.perf_counter()
         irs = []
-        for start in range(0, len(x), 1000):
-            irs += encode_images(model, package, x[start : start + 1000])
+        for start in range(0, len(images), 1000):
+            irs += codec.compress(list(images[start : start + 1000, None]))
         encode_s = time.perf_counter() - began
         began = time.perf_counter()
         decoded = []
@@ -129,8 +125,8 @@ def latentwire_points(dataset: str, x: torch.Tensor, images: np.ndarray) -> tupl
         speed.append(
             {
                 "model": manifest.id,
-                "encode_images_per_s (torch, batches of 1000)": round(len(x) / encode_s),
-                "decode_images_per_s (onnxruntime, batches of 1000)": round(len(x) / decode_s),
+                "encode_images_per_s (torch, batches of 1000)": round(len(images) / encode_s),
+                "decode_images_per_s (onnxruntime, batches of 1000)": round(len(images) / decode_s),
                 "decode_one_image_ms (median)": round(statistics.median(latencies) * 1000, 3),
             }
         )
@@ -231,9 +227,9 @@ def main() -> None:
     _, test_set, _ = load_datasets(args.dataset, data_dir=args.data_dir)
     n = min(args.limit or len(test_set), len(test_set))
     x = torch.stack([test_set[i] for i in range(n)])
-    images = torch.round((x[:, 0] + 1) * 127.5).to(torch.uint8).numpy()
+    images = SIGNED.to_pixels(x[:, 0]).to(torch.uint8).numpy()
 
-    ours, speed = latentwire_points(args.dataset, x, images)
+    ours, speed = latentwire_points(args.dataset, images)
     rows = ours + ([] if args.codecs_only else classical_points(images))
     anchors = {a: [r for r in rows if r["codec"] == a] for a in ("WebP", "JPEG", "AVIF")}
     bd = {anchor: bd_rate(points, ours) for anchor, points in anchors.items()}

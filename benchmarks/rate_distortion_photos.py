@@ -24,17 +24,15 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from rate_distortion import bd_rate, plot, psnr
+from rate_distortion import bd_rate, plot
 from tqdm import tqdm
 
-from latentwire.client.decoding import Decoder
-from latentwire.shared.decoder_package import DECODER_NAME, DecoderPackage
-from latentwire.shared.models.codec import encode_any_size
-from latentwire.shared.models.loading import load_model
+from latentwire.shared.codec import Codec
+from latentwire.shared.images import open_image
 from latentwire.shared.package import ZOO_DIR, list_packages, read_manifest
-from latentwire.shared.wire import parse
 from latentwire.training.data import image_files
-from latentwire.training.sr_data import find_folders
+from latentwire.training.metrics import luma, psnr
+from latentwire.training.photos import find_folders
 
 CLASSICAL = {
     "JPEG": [5, 10, 20, 30, 40, 50, 60, 75, 85, 95],
@@ -52,14 +50,8 @@ BMSHJ2018_FACTORIZED = [
 ]
 
 
-def luma(rgb: np.ndarray) -> np.ndarray:
-    r, g, b = (rgb[..., i].astype(np.float64) for i in range(3))
-    return 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255
-
-
 def psnr_y(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((luma(a) - luma(b)) ** 2)
-    return float(10 * np.log10(255.0**2 / max(mse, 1e-10)))
+    return float(psnr(luma(a), luma(b)))
 
 
 def point(codec: str, setting: str, photos, coded, decoded, times) -> dict:
@@ -109,17 +101,16 @@ def photo_codecs(extra: list[Path]) -> list[Path]:
 def latentwire_points(photos: list[np.ndarray], folders: list[Path]) -> list[dict]:
     rows = []
     for folder in folders:
-        model, manifest = load_model(folder)
-        package = DecoderPackage.from_bytes((folder / DECODER_NAME).read_bytes())
-        light = Decoder(package)
+        codec = Codec.load(folder)
+        manifest = codec.manifest
         coded, decoded, enc, dec = [], [], [], []
         for photo in tqdm(photos, desc=manifest.id, leave=False):
-            x = torch.from_numpy(photo.copy()).permute(2, 0, 1).float() / 127.5 - 1
+            pixels = np.ascontiguousarray(photo.transpose(2, 0, 1))
             began = time.perf_counter()
-            coded.append(encode_any_size(model, package, x))
+            coded += codec.compress([pixels])
             enc.append(time.perf_counter() - began)
             began = time.perf_counter()
-            decoded.append(light.decode([parse(coded[-1])])[0])
+            decoded += codec.decompress(coded[-1:])
             dec.append(time.perf_counter() - began)
         rows.append(point("latentwire", manifest.id, photos, coded, decoded, (enc, dec)))
     return rows
@@ -139,8 +130,7 @@ def main() -> None:
 
     photos = []
     for path in image_files(find_folders("kodak", args.data_dir)[0]):
-        with Image.open(path) as image:
-            photos.append(np.asarray(image.convert("RGB")))
+        photos.append(np.asarray(open_image(path.read_bytes(), 1 << 28).convert("RGB")))
     folders = photo_codecs(args.models)
     ours = latentwire_points(photos, folders)
     rows = ours + classical_points(photos)

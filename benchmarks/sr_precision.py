@@ -27,7 +27,7 @@ from latentwire.shared.package import find_package
 from latentwire.shared.resample import downscale, modcrop
 from latentwire.shared.upscaling import PRECISIONS, chunk_size, run_windows, upscale_image
 from latentwire.training.data import default_data_dirs, image_files
-from latentwire.training.sr_eval import y_metrics
+from latentwire.training.recipes.sr import y_metrics
 
 WINDOW = 176  # the server's window: a 128 tile and 24 pixels of context each side
 

@@ -10,7 +10,7 @@ Every malformed, truncated, foreign or future-version IR raises :class:`IRError`
 ``ValueError``; what the server says raises a :class:`LatentwireError`.
 """
 
-from latentwire.client.decoding import Decoder, DecoderStore, decode, decode_array, decode_batch
+from latentwire.client.decoding import DecoderStore, decode, decode_array, decode_batch
 from latentwire.client.http import (
     AsyncClient,
     AuthenticationError,
@@ -20,6 +20,7 @@ from latentwire.client.http import (
     Overloaded,
     ServerError,
 )
+from latentwire.shared.decoding import Decoder
 from latentwire.shared.wire import IRError
 
 __all__ = [

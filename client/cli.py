@@ -10,9 +10,11 @@ from pathlib import Path
 
 from latentwire.client.decoding import DecoderStore, decode_batch
 from latentwire.client.http import Client, LatentwireError, default_cache_dir
+from latentwire.shared.images import ImageError, model_input, open_image
 from latentwire.shared.wire import IRError
 
 SUFFIX = ".lw"
+MAX_IMAGE_PIXELS = 1 << 26  # a local file: a generous bound, still checked before decoding
 
 
 def run(command: str, argv: list[str]) -> int:
@@ -69,26 +71,36 @@ def _encode(argv: list[str]) -> int:
 
 
 def _encode_locally(paths: list[Path], model: str | None, quality: int | None) -> list[bytes]:
-    """The server's code path without the server: needs the [server] extra (torch)."""
-    from latentwire.server.errors import ApiError
-    from latentwire.server.images import open_image, to_model_input
-    from latentwire.server.registry import HostingError, ModelRegistry
-    from latentwire.server.settings import Settings
-
-    registry = ModelRegistry(Settings(device="cpu", tasks="codec"))
-    registry.load()
-    irs = []
+    """Encode here, with torch (the [server] or [training] extra): the server's choice of
+    codec (:class:`~latentwire.shared.codec.CodecChoice`) among the shipped ones, and the
+    same :class:`~latentwire.shared.codec.Codec`, loaded only for the levels used."""
     try:
-        choose = registry.codec_chooser(model, quality)
-        for path in paths:
-            image = open_image(path.read_bytes(), 1 << 26)
-            codec = choose(image)
-            irs += codec.handle([to_model_input(image, *codec.shape)])
-    except ApiError as e:
-        raise OSError(e.message) from None
-    except HostingError as e:
-        raise OSError(str(e)) from None
+        from latentwire.shared.codec import Codec, CodecChoice, CodecLevel
+    except ImportError as e:
+        raise OSError(
+            f"encoding here needs torch ({e.name} is missing): pip install "
+            "'latentwire[server]', or encode on a server with --server URL"
+        ) from None
+    from latentwire.shared.package import list_packages, read_manifest
+
+    folders = {m.id: p for p, m in ((p, read_manifest(p)) for p in list_packages())}
+    levels = [CodecLevel.of(read_manifest(p)) for p in folders.values() if _is_codec(p)]
+    choose = CodecChoice(levels).chooser(model, quality)
+    codecs: dict[str, Codec] = {}
+    irs = []
+    for path in paths:
+        image = open_image(path.read_bytes(), MAX_IMAGE_PIXELS)
+        chosen = choose(image)
+        if chosen not in codecs:
+            codecs[chosen] = Codec.load(folders[chosen])
+        irs += codecs[chosen].compress([model_input(image, codecs[chosen].shape)])
     return irs
+
+
+def _is_codec(folder: Path) -> bool:
+    from latentwire.shared.package import read_manifest
+
+    return read_manifest(folder).task == "codec"
 
 
 def _decode(argv: list[str]) -> int:
@@ -140,8 +152,6 @@ def _downscale(argv: list[str]) -> int:
     parser.add_argument("-o", "--out", type=Path, required=True, metavar="DST_DIR")
     parser.add_argument("--scale", type=int, default=2)
     args = parser.parse_args(argv)
-    from PIL import Image
-
     from latentwire.shared.resample import downscale
 
     if not args.src.is_dir():
@@ -151,11 +161,11 @@ def _downscale(argv: list[str]) -> int:
     done = 0
     for path in files:
         try:
-            with Image.open(path) as image:
-                small = downscale(image.convert("RGB" if image.mode != "L" else "L"), args.scale)
-        except (OSError, Image.DecompressionBombError):
-            print(f"{path}: not an image; skipped", file=sys.stderr)
+            image = open_image(path.read_bytes(), MAX_IMAGE_PIXELS)
+        except ImageError as e:
+            print(f"{path}: {e}; skipped", file=sys.stderr)
             continue
+        small = downscale(image.convert("RGB" if image.mode != "L" else "L"), args.scale)
         small.save(args.out / path.name)
         done += 1
     print(f"{done} images downscaled {args.scale}x into {args.out}")
@@ -207,14 +217,11 @@ def _upscale(argv: list[str]) -> int:
                 result.save(target)
                 print(f"{path} -> {target} ({result.width}x{result.height})")
         return 0
-    from PIL import Image
-
     model = _load_here(args.model, "upscale", "an upscaler")
     from latentwire.shared.upscaling import DEFAULT_OVERLAP, DEFAULT_TILE, upscale_image
 
     for path in args.images:
-        with Image.open(path) as image:
-            image.load()
+        image = open_image(path.read_bytes(), MAX_IMAGE_PIXELS)
         result = upscale_image(
             model,
             image,
@@ -247,7 +254,7 @@ def _sample(argv: list[str]) -> int:
         raise ValueError("-n must be at least 1")
     import numpy as np
 
-    from latentwire.shared.pixels import grid
+    from latentwire.shared.images import grid
 
     if args.server:
         with _client(args) as client:

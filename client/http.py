@@ -26,8 +26,10 @@ import numpy as np
 from PIL import Image
 
 from latentwire.client.decoding import DecoderStore, decode_batch
+from latentwire.shared.images import open_image
 from latentwire.shared.wire import parse
 
+MAX_RESPONSE_PIXELS = 1 << 26  # 8192x8192: past any upscale a server makes by default
 ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]  # noqa: UP007
 _RAW_IMAGE = {"content-type": "application/octet-stream"}  # the server reads the format itself
 
@@ -152,9 +154,8 @@ class _Base:
 
 
 def _open_image(data: bytes) -> Image.Image:
-    image = Image.open(io.BytesIO(data))
-    image.load()
-    return image
+    """An image the server sent, bounded like any other image from outside."""
+    return open_image(data, MAX_RESPONSE_PIXELS)
 
 
 def _generate_params(n: int, seed: int, model: str | None) -> dict[str, Any]:

@@ -18,7 +18,6 @@ import contextlib
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -27,13 +26,6 @@ R = TypeVar("R")
 
 class Overloaded(Exception):
     """The queue is full."""
-
-
-@dataclass
-class BatchStats:
-    batches: int = 0
-    items: int = 0
-    largest: int = 0
 
 
 class DynamicBatcher(Generic[T, R]):
@@ -55,7 +47,6 @@ class DynamicBatcher(Generic[T, R]):
         self.capacity = capacity
         self.on_batch = on_batch
         self.size = size or (lambda item: 1)
-        self.stats = BatchStats()
         self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] = asyncio.Queue()
         self._worker: asyncio.Task | None = None
         self._held: tuple[T, asyncio.Future[R]] | None = None  # the item that did not fit
@@ -136,12 +127,8 @@ class DynamicBatcher(Generic[T, R]):
                     if not future.done():
                         future.set_exception(e)
                 continue
-            size = sum(self.size(item) for item in items)
-            self.stats.batches += 1
-            self.stats.items += size
-            self.stats.largest = max(self.stats.largest, size)
             if self.on_batch:
-                self.on_batch(size, time.perf_counter() - began)
+                self.on_batch(sum(self.size(item) for item in items), time.perf_counter() - began)
             for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)

@@ -15,7 +15,7 @@ def run(command: str, argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="latentwire serve",
         description="Serve the encoders over HTTP. Every setting is also an environment "
-        "variable LATENTWIRE_<NAME> (see the README's settings table).",
+        "variable LATENTWIRE_<NAME> (the table in docs/server.md).",
     )
     parser.add_argument("--host", default=None)
     parser.add_argument("--port", type=int, default=None)

@@ -7,20 +7,31 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from latentwire.server.registry import (
-    HostingError,
-    QualityMismatch,
-    TaskNotHosted,
-    UnknownModel,
-    UnknownQuality,
+from latentwire.server.registry import HostingError, TaskNotHosted, UnknownModel
+from latentwire.shared.codec import ChoiceError, NoSuchCodec, NoSuchQuality, QualityMismatch
+from latentwire.shared.images import (
+    CorruptImage,
+    EmptyImage,
+    ImageError,
+    ImageTooLarge,
+    UnsupportedImage,
+    UnsupportedPixels,
+    WrongGeometry,
 )
 
-# The registry's domain errors, as HTTP statuses (their codes are their own).
-HOSTING_STATUS: dict[type[HostingError], int] = {
+# Domain errors and their HTTP statuses, in one place (their codes are their own).
+STATUS: dict[type[Exception], int] = {
     UnknownModel: 404,
     TaskNotHosted: 404,
-    UnknownQuality: 422,
+    NoSuchCodec: 404,
+    NoSuchQuality: 422,
     QualityMismatch: 422,
+    EmptyImage: 422,
+    ImageTooLarge: 413,
+    UnsupportedImage: 415,
+    CorruptImage: 422,
+    UnsupportedPixels: 422,
+    WrongGeometry: 422,
 }
 
 
@@ -47,10 +58,13 @@ def install_error_handlers(app: FastAPI) -> None:
         request.app.state.metrics.errors.labels(exc.code).inc()
         return error_response(exc.status, exc.code, exc.message, exc.headers)
 
-    @app.exception_handler(HostingError)
-    async def _hosting_error(request: Request, exc: HostingError) -> JSONResponse:
-        request.app.state.metrics.errors.labels(exc.code).inc()
-        return error_response(HOSTING_STATUS[type(exc)], exc.code, str(exc))
+    async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+        code = exc.code  # type: ignore[attr-defined]
+        request.app.state.metrics.errors.labels(code).inc()
+        return error_response(STATUS[type(exc)], code, str(exc))
+
+    for kind in (HostingError, ChoiceError, ImageError):
+        app.add_exception_handler(kind, _domain_error)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -10,7 +10,6 @@ batch and the longest queue), ``warm_up()`` and ``describe()`` (its entry in
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -20,9 +19,8 @@ import torch
 from latentwire.server.batcher import DynamicBatcher
 from latentwire.server.settings import Settings
 from latentwire.server.workers import ProcessLanes
-from latentwire.shared.decoder_package import DECODER_NAME, DecoderPackage
+from latentwire.shared.codec import Codec, codec_name
 from latentwire.shared.generation import generate, to_uint8
-from latentwire.shared.models.codec import FactorizedCodec, encode_any_size, encode_images
 from latentwire.shared.models.loading import load_model
 from latentwire.shared.models.sr import SRResNet
 from latentwire.shared.package import Manifest
@@ -50,42 +48,23 @@ class HostedCodec:
     """A codec; its batcher's items are uint8 (C, H, W) images, its results IRs."""
 
     task: ClassVar[str] = "codec"
-    manifest: Manifest
-    model: FactorizedCodec
-    decoder_bytes: bytes
-    decoder: DecoderPackage
-    device: torch.device
+    codec: Codec
     batcher: DynamicBatcher = field(init=False)
 
     @classmethod
     def load(cls, folder: Path, device: torch.device, settings: Settings) -> HostedCodec:
-        model, manifest = load_model(folder, device)
-        data = (folder / DECODER_NAME).read_bytes()
-        return cls(manifest, model, data, DecoderPackage.from_bytes(data), device)
+        return cls(Codec.load(folder, device))
 
-    @cached_property  # read for every request that leaves the choice to ``auto``
-    def name(self) -> str:
-        """The codec's name without its quality level: ``fashion-mnist-q3`` -> ``fashion-mnist``."""
-        base, _, level = self.manifest.id.rpartition("-q")
-        return base if base and level.isdigit() else self.manifest.id
+    @property
+    def manifest(self) -> Manifest:
+        return self.codec.manifest
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return self.decoder.image_shape
+        return self.codec.shape
 
     def handle(self, images: list[np.ndarray]) -> list[bytes]:
-        """uint8 (C, H, W) images -> IRs. An any-size codec codes each image on its own
-        (they differ in size)."""
-        if self.model.any_size:
-            return [
-                encode_any_size(self.model, self.decoder, self._to_model(image[None])[0])
-                for image in images
-            ]
-        return encode_images(self.model, self.decoder, self._to_model(np.stack(images)))
-
-    def _to_model(self, pixels: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(pixels).to(self.device, torch.float32)
-        return x.div_(127.5).sub_(1.0)
+        return self.codec.compress(images)
 
     def size(self, image: np.ndarray) -> int:
         return 1
@@ -102,12 +81,12 @@ class HostedCodec:
         return {
             "id": m.id,
             "task": m.task,
-            "name": self.name,
+            "name": codec_name(m.id),
             "family": m.family,
             "dataset": m.dataset,
             "quality": m.quality,
             "input": {"channels": c, "height": h or None, "width": w or None},  # None: any
-            "digest": f"{self.decoder.digest:04x}",
+            "digest": f"{self.codec.package.digest:04x}",
             "metrics": m.metrics,
             "parameters": m.parameters,
         }

@@ -13,24 +13,24 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
 from PIL import Image
 
 from latentwire.server.batcher import DynamicBatcher
 from latentwire.server.hosted import HOSTED, Hosted, HostedCodec, HostedGenerator, HostedUpscaler
 from latentwire.server.settings import Settings
 from latentwire.server.workers import ModelWorker, ProcessLanes
+from latentwire.shared.codec import CodecChoice
+from latentwire.shared.models.loading import pick_device
 from latentwire.shared.package import ZOO_DIR, list_packages, read_manifest
 
 log = logging.getLogger("latentwire.server")
 
-AUTO = "auto"  # the model name that picks a codec by the image
 ROUTES = {"codec": "/encode", "upscale": "/upscale", "generate": "/generate"}
 
 
-class HostingError(Exception):
-    """A request asks for a model, task or level this server does not serve; ``code`` is
-    stable and machine-readable (errors.py gives each its HTTP status)."""
+class HostingError(LookupError):
+    """A request asks for a model or task this server does not serve; ``code`` is stable
+    and machine-readable (errors.py gives each its HTTP status)."""
 
     code = "unknown_model"
 
@@ -43,27 +43,13 @@ class TaskNotHosted(HostingError):
     code = "task_not_hosted"
 
 
-class UnknownQuality(HostingError):
-    code = "unknown_quality"
-
-
-class QualityMismatch(HostingError):
-    code = "quality_mismatch"
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 class ModelRegistry:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.device = pick_device(settings.device)
         self.hosted: dict[str, Hosted] = {}
         self._by_task: dict[str, dict[str, Hosted]] = {}
-        self._resolved: dict[tuple[str, int | None], HostedCodec] = {}  # (name, quality)
+        self._choice = CodecChoice([])
         self._workers: list[ModelWorker] = []
 
     def load(self) -> None:
@@ -82,6 +68,14 @@ class ModelRegistry:
                 self.hosted[manifest.id] = hosted
                 self._by_task.setdefault(hosted.task, {})[manifest.id] = hosted
                 log.info("loaded %s on %s", manifest.id, self.device)
+        s = self.settings
+        self._choice = CodecChoice(
+            [c.codec.level for c in self.of_task("codec").values()],
+            s.default_model,
+            s.default_quality,
+            s.small_codec,
+            s.photo_codec,
+        )
 
     @property
     def stand_back(self) -> int:
@@ -155,53 +149,9 @@ class ModelRegistry:
     def codec_chooser(
         self, model: str | None, quality: int | None
     ) -> Callable[[Image.Image], HostedCodec]:
-        """Which codec encodes an image, decided here only: ``model`` is a full id, a codec
-        name (its ``quality``, or the default one) or ``auto`` (the default): an image the
-        small codec takes exactly (its size, grayscale) goes to it, any other to the photo
-        codec when one is loaded. A named codec is checked now, before any upload is read;
-        ``auto`` picks once the image is decoded."""
+        """The hosted codec for an image (:class:`~latentwire.shared.codec.CodecChoice`
+        decides): a named codec is checked now, before any upload is read."""
         if "codec" not in self.settings.hosted_tasks:
             self._hosted("codec", "")  # raises TaskNotHosted
-        name = model or self.settings.default_model
-        if name != AUTO:
-            codec = self._resolve(name, quality)
-            return lambda image: codec
-        small, photo = self.settings.small_codec, self.settings.photo_codec
-        codecs: list[HostedCodec] = list(self.of_task("codec").values())
-        has_photo = any(c.name == photo for c in codecs)
-
-        def choose(image: Image.Image) -> HostedCodec:
-            fits = any(
-                c.name == small
-                and c.shape[1:] == (image.height, image.width)
-                and (c.shape[0] == 1) == (image.mode in ("L", "LA"))
-                for c in codecs
-            )
-            # Without a photo codec, the small one's 422 says what it takes.
-            return self._resolve(small if fits or not has_photo else photo, quality)
-
-        return choose
-
-    def _resolve(self, model: str, quality: int | None) -> HostedCodec:
-        """A codec by name and quality (``fashion-mnist``, 3) or by full id."""
-        found = self._resolved.get((model, quality))  # every request asks: remember answers
-        if found is None:
-            found = self._resolved[model, quality] = self._look_up(model, quality)
-        return found
-
-    def _look_up(self, model: str, quality: int | None) -> HostedCodec:
-        codecs: dict[str, HostedCodec] = self.of_task("codec")
-        if model in codecs:
-            codec = codecs[model]
-            if quality is not None and codec.manifest.quality != quality:
-                raise QualityMismatch(f"{model} is quality {codec.manifest.quality}")
-            return codec
-        levels = {c.manifest.quality: c for c in codecs.values() if c.name == model}
-        if not levels:
-            raise UnknownModel(f"no codec named {model!r} here; see GET /models")
-        if quality is None:
-            default = self.settings.default_quality
-            quality = default if default in levels else sorted(levels)[len(levels) // 2]
-        if quality not in levels:
-            raise UnknownQuality(f"{model} has quality levels {sorted(levels)}, not {quality}")
-        return levels[quality]
+        choose, codecs = self._choice.chooser(model, quality), self.of_task("codec")
+        return lambda image: codecs[choose(image)]

@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from latentwire.shared.codec import AUTO, DEFAULT_QUALITY, PHOTO_CODEC, SMALL_CODEC
+
 TASKS = ("codec", "upscale", "generate")  # what a server can host, by route family
 
 
@@ -26,13 +28,15 @@ class Settings(BaseSettings):
         description="the task families this replica hosts: codec (/encode), upscale, generate",
     )
     default_model: str = Field(
-        "auto", description="codec used when none is named; auto picks by the image"
+        AUTO, description="codec used when none is named; auto picks by the image"
     )
     small_codec: str = Field(
-        "fashion-mnist", description="auto: the codec for images of its exact size and mode"
+        SMALL_CODEC, description="auto: the codec for images of its exact size and mode"
     )
-    photo_codec: str = Field("photo", description="auto: the codec for every other image")
-    default_quality: int = Field(3, ge=1, description="quality used when none is named")
+    photo_codec: str = Field(PHOTO_CODEC, description="auto: the codec for every other image")
+    default_quality: int = Field(
+        DEFAULT_QUALITY, ge=1, description="quality used when none is named"
+    )
     max_body_bytes: int = Field(16 << 20, ge=1024, description="largest request body (413)")
     max_pixels: int = Field(
         4096 * 4096, ge=1, description="largest image, read from its header before decoding (413)"

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from latentwire.shared.images import SIGNED, UNIT, PixelRange
+
 MANIFEST_NAME = "manifest.json"
 WEIGHTS_NAME = "model.safetensors"
 MANIFEST_FORMAT = 1
@@ -49,10 +51,15 @@ class Manifest:
     parameters: int = 0
     created: str = ""
     format: int = MANIFEST_FORMAT
+    # The values the model computes in for pixels 0..255 (latentwire.shared.images);
+    # packages written before it was recorded get their task's convention.
+    pixel_range: list[float] | None = None
 
-    @property
-    def input_shape(self) -> dict[str, int] | None:
-        return self.config.get("shape")
+    def __post_init__(self) -> None:
+        if self.pixel_range is None:
+            signed = self.task in ("codec", "autoencoder")
+            self.pixel_range = (SIGNED if signed else UNIT).to_json()
+        PixelRange.from_json(self.pixel_range)  # a clear error for anything else
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
@@ -71,7 +78,10 @@ class Manifest:
         missing = {"id", "family", "config", "dataset"} - set(data)
         if missing:
             raise PackageError(f"{where}: missing fields {sorted(missing)}")
-        return cls(**{k: v for k, v in data.items() if k in known})
+        try:
+            return cls(**{k: v for k, v in data.items() if k in known})
+        except (TypeError, ValueError) as e:
+            raise PackageError(f"{where}: {e}") from None
 
 
 def read_manifest(package_dir: str | os.PathLike) -> Manifest:

@@ -13,14 +13,12 @@ command line calls it with one image's. Both give identical pixels.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import torch
 from PIL import Image
 from torch import nn
 
-from latentwire.shared.pixels import standard_image
+from latentwire.shared.images import UNIT, standard_image
 from latentwire.shared.tiling import Tile, plan_tiles
 
 DEFAULT_TILE = 128  # input pixels per tile side
@@ -66,14 +64,14 @@ def run_windows(model: nn.Module, windows: list[np.ndarray]) -> list[np.ndarray]
             x = torch.from_numpy(np.stack([windows[i] for i in chunk]))
             if device.type == "cuda":  # page-locked: the copy runs without a staging buffer
                 x = x.pin_memory()
-            x = x.to(device, non_blocking=True).permute(0, 3, 1, 2).to(dtype).div_(255.0)
+            x = UNIT.to_model(x.to(device, non_blocking=True).permute(0, 3, 1, 2).to(dtype))
             if len(chunk) < chunk_len:
                 x = torch.cat([x, x.new_zeros(chunk_len - len(chunk), *x.shape[1:])])
             # One memory layout for every chunk: padding makes a tensor contiguous, and the
             # two layouts run different kernels that round differently. Channels-last is
             # the faster one on CPU (~20% here) and what tensor cores want.
             x = x.contiguous(memory_format=torch.channels_last)
-            y = model(x)[: len(chunk)].float().clamp_(0, 1).mul_(255.0).round_().to(torch.uint8)
+            y = UNIT.to_pixels(model(x)[: len(chunk)].float()).to(torch.uint8)
             for i, out in zip(chunk, y.permute(0, 2, 3, 1).cpu().numpy(), strict=True):
                 results[i] = out
     return results  # type: ignore[return-value]
@@ -87,6 +85,56 @@ def plan(pixels: np.ndarray, tile: int | None, overlap: int) -> list[Tile]:
     return plan_tiles(height, width, tile, overlap)
 
 
+class UpscaleJob:
+    """One image's upscale, in the steps every caller takes: split it into the planes a
+    model of ``channels`` upscales (L stays L, RGB stays RGB, an alpha channel or palette
+    transparency is upscaled on its own; any other mode is first read as
+    :func:`standard_image` reads it), cut each plane into windows, then stitch the
+    upscaled windows back (:meth:`finish`). ``POST /upscale`` runs the windows through
+    its batcher in steps; :func:`upscale_image` runs them here."""
+
+    def __init__(
+        self,
+        image: Image.Image,
+        channels: int,
+        tile: int | None = DEFAULT_TILE,
+        overlap: int = DEFAULT_OVERLAP,
+    ) -> None:
+        image = standard_image(image)
+        self.mode, self.channels = image.mode, channels
+        gray = image.mode in ("L", "LA")
+        self.base_mode = "L" if gray else "RGB"
+        self.planes = [self._model_input(image.convert(self.base_mode))]
+        if image.mode in ("LA", "RGBA"):
+            self.planes.append(self._model_input(image.getchannel("A")))
+        self.plans = [plan(plane, tile, overlap) for plane in self.planes]
+        self.windows = [
+            np.ascontiguousarray(t.crop(plane))
+            for plane, tiles in zip(self.planes, self.plans, strict=True)
+            for t in tiles
+        ]
+
+    def _model_input(self, plane: Image.Image) -> np.ndarray:
+        pixels = np.asarray(plane.convert("RGB" if self.channels == 3 else "L"))
+        return pixels[..., None] if pixels.ndim == 2 else pixels
+
+    def _as_plane(self, pixels: np.ndarray, mode: str) -> Image.Image:
+        model_mode = "RGB" if self.channels == 3 else "L"
+        upscaled = Image.fromarray(pixels[..., 0] if self.channels == 1 else pixels, model_mode)
+        return upscaled.convert(mode)
+
+    def finish(self, outputs: list[np.ndarray], scale: int) -> Image.Image:
+        """The upscaled image from the upscaled windows (in the order of :attr:`windows`)."""
+        stitched, start = [], 0
+        for plane, tiles in zip(self.planes, self.plans, strict=True):
+            stitched.append(stitch(tiles, outputs[start : start + len(tiles)], plane.shape, scale))
+            start += len(tiles)
+        base = self._as_plane(stitched[0], self.base_mode)
+        if len(stitched) == 1:
+            return base
+        return Image.merge(self.mode, (*base.split(), self._as_plane(stitched[1], "L")))
+
+
 def stitch(tiles: list[Tile], outputs: list[np.ndarray], shape: tuple, scale: int) -> np.ndarray:
     height, width, channels = shape
     out = np.empty((height * scale, width * scale, channels), dtype=np.uint8)
@@ -95,57 +143,12 @@ def stitch(tiles: list[Tile], outputs: list[np.ndarray], shape: tuple, scale: in
     return out
 
 
-def upscale_array(
-    model: nn.Module,
-    pixels: np.ndarray,
-    tile: int | None = DEFAULT_TILE,
-    overlap: int = DEFAULT_OVERLAP,
-) -> np.ndarray:
-    """(H, W, C) uint8 with C = the model's channels -> (s*H, s*W, C) uint8."""
-    tiles = plan(pixels, tile, overlap)
-    outputs = run_windows(model, [np.ascontiguousarray(t.crop(pixels)) for t in tiles])
-    return stitch(tiles, outputs, pixels.shape, model.config.scale)
-
-
-def split_planes(
-    image: Image.Image, channels: int
-) -> tuple[list[np.ndarray], Callable[[list[np.ndarray]], Image.Image]]:
-    """The (H, W, channels) arrays a model of ``channels`` upscales for an image, and the
-    function that turns their upscales back into an image of the same mode family:
-    L stays L, RGB stays RGB, an alpha channel (or palette transparency) is kept.
-    Any other mode is first read as :func:`standard_image` reads it."""
-    image = standard_image(image)
-    has_alpha = image.mode in ("LA", "RGBA")
-    gray = image.mode in ("L", "LA")
-    base_mode = "L" if gray else "RGB"
-    model_mode = "RGB" if channels == 3 else "L"
-
-    def as_model_input(plane: Image.Image) -> np.ndarray:
-        pixels = np.asarray(plane.convert(model_mode))
-        return pixels[..., None] if pixels.ndim == 2 else pixels
-
-    def as_plane(pixels: np.ndarray, mode: str) -> Image.Image:
-        upscaled = Image.fromarray(pixels[..., 0] if channels == 1 else pixels, model_mode)
-        return upscaled.convert(mode)
-
-    if has_alpha:
-        alpha = image.getchannel("A")
-        planes = [as_model_input(image.convert(base_mode)), as_model_input(alpha)]
-
-        def rebuild(outputs: list[np.ndarray]) -> Image.Image:
-            base = as_plane(outputs[0], base_mode)
-            return Image.merge(image.mode, (*base.split(), as_plane(outputs[1], "L")))
-
-        return planes, rebuild
-    return [as_model_input(image.convert(base_mode))], lambda out: as_plane(out[0], base_mode)
-
-
 def upscale_image(
     model: nn.Module,
     image: Image.Image,
     tile: int | None = DEFAULT_TILE,
     overlap: int = DEFAULT_OVERLAP,
 ) -> Image.Image:
-    """Upscale a PIL image of any mode (see :func:`split_planes`)."""
-    planes, rebuild = split_planes(image, model.config.channels)
-    return rebuild([upscale_array(model, p, tile, overlap) for p in planes])
+    """Upscale a PIL image of any mode, here (see :class:`UpscaleJob`)."""
+    job = UpscaleJob(image, model.config.channels, tile, overlap)
+    return job.finish(run_windows(model, job.windows), model.config.scale)

@@ -2,18 +2,11 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("LATENTWIRE_DATA", REPO.parent / "shared" / "data"))
 BIN = Path(sys.executable).parent
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB of two uint8-range images."""
-    mse = np.mean((a.astype(float) - b.astype(float)) ** 2)
-    return 10 * np.log10(255**2 / mse)
 
 
 @pytest.fixture(scope="session")
@@ -36,8 +29,8 @@ def tiny_codec(tmp_path_factory, data_dir):
     """A codec trained here for one short epoch on real Fashion-MNIST and exported: the
     whole train -> export -> decode path, independent of the shipped models."""
     from latentwire.training.checkpoint import latest_checkpoint
-    from latentwire.training.codec import TrainConfig, train
-    from latentwire.training.export import export_codec
+    from latentwire.training.export import export
+    from latentwire.training.recipes.codec import TrainConfig, train
 
     root = tmp_path_factory.mktemp("tiny_codec")
     train(
@@ -54,13 +47,13 @@ def tiny_codec(tmp_path_factory, data_dir):
             command="latentwire train codec (test)",
         )
     )
-    export_codec(latest_checkpoint(root / "run"), root / "models" / "tiny", "tiny-codec-q4")
+    export(latest_checkpoint(root / "run"), root / "models" / "tiny", "tiny-codec-q4")
     return root / "models"
 
 
 def tiny_photo_config(data_dir, out, **changes):
     """A photo codec run small enough for a test: N = 16, 64-pixel patches."""
-    from latentwire.training.codec import TrainConfig
+    from latentwire.training.recipes.codec import TrainConfig
 
     settings = dict(
         dataset="photos",
@@ -85,10 +78,10 @@ def tiny_photo_codec(tmp_path_factory, data_dir):
     """An any-size photo codec trained here briefly on real photo patches and exported as
     `photo-tiny-q3`: the whole path (train, export, code), quickly."""
     from latentwire.training.checkpoint import latest_checkpoint
-    from latentwire.training.codec import train
-    from latentwire.training.export import export_codec
+    from latentwire.training.export import export
+    from latentwire.training.recipes.codec import train
 
     root = tmp_path_factory.mktemp("tiny_photo_codec")
     train(tiny_photo_config(data_dir, root / "run"))
-    export_codec(latest_checkpoint(root / "run"), root / "models" / "photo", "photo-tiny-q3")
+    export(latest_checkpoint(root / "run"), root / "models" / "photo", "photo-tiny-q3")
     return root / "models"

@@ -30,8 +30,8 @@ from latentwire.training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from latentwire.training.evaluate import save_loss_curve
 from latentwire.training.loop import LoopConfig, hardware, weights_digest
+from latentwire.training.plots import save_loss_curve
 
 log = logging.getLogger("latentwire.train")
 

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
+from latentwire.shared.models import get_model
 from latentwire.shared.package import write_atomically
 
 _NAME = re.compile(r"^ckpt-\d{4}-\d{2}-\d{2}-epoch(\d{4})\.pt$")
@@ -66,3 +68,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many types for a bad file
         raise RuntimeError(f"{path}: not a readable latentwire checkpoint ({e})") from None
+
+
+def model_from_checkpoint(checkpoint: str | Path) -> tuple[nn.Module, dict[str, Any], dict]:
+    """(model in eval mode, the run's saved config, the checkpoint) of a training checkpoint."""
+    state = load_checkpoint(checkpoint)
+    cfg = state["config"]
+    model = get_model(cfg["model"]["family"], **cfg["model"]["config"])
+    model.load_state_dict(state["model"])
+    return model.eval(), cfg, state

@@ -8,19 +8,9 @@ import logging
 import sys
 from pathlib import Path
 
-from latentwire.training import autoencoder, classifier, codec, gan, sr
-from latentwire.training.data import DatasetError
+from latentwire.training.data import DatasetError, add_data_arguments
 from latentwire.training.loop import config_from_args, stop_on_sigterm
-
-# name -> recipe module; `gan` and `dcgan` are one recipe (its SUBCOMMAND_DEFAULTS).
-RECIPES = {
-    "ae": autoencoder,
-    "codec": codec,
-    "sr": sr,
-    "gan": gan,
-    "dcgan": gan,
-    "classifier": classifier,
-}
+from latentwire.training.recipes import RECIPES
 
 
 def run(command: str, argv: list[str]) -> int:
@@ -54,7 +44,7 @@ def _load(target: str):
     from latentwire.shared.models import ImageShape
     from latentwire.shared.models.loading import load_model
     from latentwire.shared.package import MANIFEST_NAME
-    from latentwire.training.export import model_from_checkpoint
+    from latentwire.training.checkpoint import model_from_checkpoint
 
     path = Path(target)
     if (path / MANIFEST_NAME).is_file():
@@ -83,7 +73,7 @@ def _eval(argv: list[str]) -> int:
     )
     parser.add_argument("target", help="model package folder or checkpoint file")
     parser.add_argument("--dataset", default=None, help="default: the one the model was trained on")
-    autoencoder.add_data_arguments(parser)
+    add_data_arguments(parser)
     parser.add_argument(
         "--out", default=None, help="folder for metrics.json and reconstructions.png"
     )
@@ -92,7 +82,8 @@ def _eval(argv: list[str]) -> int:
     import torch
 
     from latentwire.training.data import load_datasets
-    from latentwire.training.evaluate import evaluate_reconstruction, save_reconstruction_grid
+    from latentwire.training.metrics import evaluate_reconstruction
+    from latentwire.training.plots import save_reconstruction_grid
 
     reconstruct, dataset, shape, fit = _load(args.target)
     _, test_set, _ = load_datasets(
@@ -130,44 +121,11 @@ def _export(argv: list[str]) -> int:
     )
     args = parser.parse_args(argv)
 
-    from latentwire.training import export
-    from latentwire.training.checkpoint import load_checkpoint
-    from latentwire.training.export import export_autoencoder, export_codec, export_upscaler
+    from latentwire.training.export import export, summary
 
-    cfg = load_checkpoint(args.checkpoint)["config"]
-    family = cfg["model"]["family"]
-    if family == "classifier":
-        manifest = export.export_classifier(args.checkpoint, args.out, args.id, args.data_dir)
-        print(f"wrote {args.out}: {manifest.id}, test accuracy {manifest.metrics['test_accuracy']}")
-    elif family in ("gan", "dcgan"):
-        manifest = export.export_generator(
-            args.checkpoint, args.out, args.id, args.data_dir, args.classifier
-        )
-        m = manifest.metrics
-        print(
-            f"wrote {args.out}: {manifest.id}, Fréchet distance {m['frechet_distance']} "
-            f"(real data {m['real_floor']}), {m['classes_covered']} classes covered"
-        )
-    elif family == "srresnet":
-        manifest = export_upscaler(args.checkpoint, args.out, args.id or "sr2x", args.data_dir)
-        for name, m in manifest.metrics.items():
-            print(
-                f"{name}: {m['psnr_y_db_model']:.2f} dB Y-PSNR "
-                f"(bicubic {m['psnr_y_db_bicubic']:.2f})"
-            )
-    elif cfg["model"]["family"] == "factorized":
-        name = "photo" if cfg["dataset"] == "photos" else cfg["dataset"]
-        model_id = args.id or f"{name}-q{cfg['quality']}"
-        manifest = export_codec(args.checkpoint, args.out, model_id, args.data_dir)
-        m = manifest.metrics
-        per_image = f"{m['ir_bytes']:.1f} B per image, " if "ir_bytes" in m else ""
-        print(
-            f"wrote {args.out}: {manifest.id}, {per_image}{m['bpp']:.3f} bpp at "
-            f"{m['psnr_db']:.2f} dB ({m.get('test_set', 'test set')})"
-        )
-    else:
-        manifest = export_autoencoder(args.checkpoint, args.out, args.id, args.data_dir)
-        print(f"wrote {args.out}: {manifest.id}, test PSNR {manifest.metrics['psnr_db']:.2f} dB")
+    options = {"classifier": args.classifier} if args.classifier else {}
+    manifest = export(args.checkpoint, args.out, args.id, args.data_dir, **options)
+    print(f"wrote {args.out}: {summary(manifest)}")
     return 0
 
 
@@ -187,14 +145,15 @@ def _eval_sr(argv: list[str]) -> int:
 
     from PIL import Image
 
+    from latentwire.shared.images import open_image
     from latentwire.shared.models.loading import load_model
     from latentwire.shared.package import package_folder
     from latentwire.shared.resample import downscale, modcrop
     from latentwire.shared.upscaling import upscale_image
+    from latentwire.training.checkpoint import model_from_checkpoint
     from latentwire.training.data import image_files
-    from latentwire.training.export import model_from_checkpoint
-    from latentwire.training.sr_data import find_folders
-    from latentwire.training.sr_eval import bicubic, evaluate_sr
+    from latentwire.training.photos import find_folders
+    from latentwire.training.recipes.sr import bicubic, evaluate_sr
 
     path = Path(args.model)
     if path.is_file():
@@ -218,8 +177,7 @@ def _eval_sr(argv: list[str]) -> int:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "sr_metrics.json").write_text(json.dumps(report, indent=2) + "\n")
-        with Image.open(files[0]) as image:
-            truth = modcrop(image.convert("RGB"), scale)
+        truth = modcrop(open_image(files[0].read_bytes(), 1 << 28).convert("RGB"), scale)
         low = downscale(truth, scale)
         row = [bicubic(scale)(low), ours(low), truth]
         sheet = Image.new("RGB", (truth.width * 3 + 8, truth.height), "white")
@@ -234,7 +192,7 @@ def _eval_gan(argv: list[str]) -> int:
         prog="latentwire eval gan",
         description="Score a generator: the Fréchet distance on a classifier's features "
         "between N generated and N real test images, the real-vs-real floor, and the class "
-        "coverage (see training/gan_score.py for what this is and is not).",
+        "coverage (see training/recipes/gan.py for what this is and is not).",
     )
     parser.add_argument("--model", required=True, help="model id, package folder or checkpoint")
     parser.add_argument("--classifier", default=None, help="default: the DATASET-classifier")
@@ -245,9 +203,9 @@ def _eval_gan(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     from latentwire.shared.generation import generate, to_uint8
-    from latentwire.shared.pixels import grid
-    from latentwire.training.export import labelled_sets, model_from_checkpoint
-    from latentwire.training.gan_score import load_scorer, score_generator
+    from latentwire.shared.images import grid
+    from latentwire.training.checkpoint import model_from_checkpoint
+    from latentwire.training.recipes.gan import labelled_sets, load_scorer, score_generator
 
     path = Path(args.model)
     if path.is_file():

@@ -6,8 +6,8 @@ from fastapi import APIRouter, Query, Request, Response
 from latentwire.server.deps import registry_of
 from latentwire.server.errors import ApiError
 from latentwire.server.hosted import HostedCodec
-from latentwire.server.images import open_image, to_model_input
 from latentwire.server.routes.common import image_body, read_uploads, run_batched
+from latentwire.shared.images import model_input, open_image
 
 router = APIRouter(tags=["encode"])
 
@@ -46,7 +46,7 @@ async def encode(
     data = (await read_uploads(request, "file", 1))[0]
     image = open_image(data, settings.max_pixels)
     codec = pick(image)
-    pixels = to_model_input(image, *codec.shape)
+    pixels = model_input(image, codec.shape)
     (ir,) = await run_batched(codec.batcher, [pixels], request, settings.request_timeout_s)
     return Response(ir, media_type="application/msgpack", headers=_headers(codec, len(ir)))
 
@@ -95,7 +95,7 @@ async def encode_batch(
         codec = pick(image)
         _, places, pixels = by_codec.setdefault(codec.manifest.id, (codec, [], []))
         places.append(i)
-        pixels.append(to_model_input(image, *codec.shape))
+        pixels.append(model_input(image, codec.shape))
     irs: list[bytes] = [b""] * len(images)
     for codec, places, pixels in by_codec.values():  # with `auto`, one group per codec
         coded = await run_batched(codec.batcher, pixels, request, settings.request_timeout_s)

@@ -14,7 +14,7 @@ from PIL import Image
 from latentwire.server.deps import registry_of
 from latentwire.server.errors import ApiError
 from latentwire.server.routes.common import run_batched
-from latentwire.shared.pixels import grid
+from latentwire.shared.images import grid
 
 router = APIRouter(tags=["generate"])
 

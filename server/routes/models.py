@@ -19,13 +19,13 @@ async def list_models(request: Request) -> list[dict[str, Any]]:
     responses={200: {"content": {"application/msgpack": {}}}, 304: {"description": "unchanged"}},
 )
 async def get_decoder(model_id: str, request: Request) -> Response:
-    codec = registry_of(request).codec(model_id)
-    etag = f'"{codec.decoder.digest:04x}"'
+    codec = registry_of(request).codec(model_id).codec
+    digest = f"{codec.package.digest:04x}"
     headers = {
-        "ETag": etag,
+        "ETag": f'"{digest}"',
         "Cache-Control": "public, max-age=31536000, immutable",  # a digest never changes
-        "X-Latentwire-Digest": f"{codec.decoder.digest:04x}",
+        "X-Latentwire-Digest": digest,
     }
-    if request.headers.get("if-none-match") == etag:
+    if request.headers.get("if-none-match") == headers["ETag"]:
         return Response(status_code=304, headers=headers)
     return Response(codec.decoder_bytes, media_type="application/msgpack", headers=headers)

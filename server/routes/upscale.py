@@ -8,16 +8,14 @@ from typing import Annotated, Literal
 
 import numpy as np
 from fastapi import APIRouter, Query, Request, Response
-from PIL import Image
 
 from latentwire.server.deps import registry_of
 from latentwire.server.errors import ApiError
 from latentwire.server.hosted import HostedUpscaler
-from latentwire.server.images import open_image
 from latentwire.server.routes.common import image_body, read_uploads, run_batched
 from latentwire.server.settings import Settings
-from latentwire.shared.tiling import Tile
-from latentwire.shared.upscaling import plan, split_planes, stitch
+from latentwire.shared.images import open_image
+from latentwire.shared.upscaling import UpscaleJob
 
 router = APIRouter(tags=["upscale"])
 
@@ -37,33 +35,15 @@ def pick_format(asked: str | None, accept: str) -> str:
     return "png"
 
 
-def _prepare(data: bytes, settings: Settings, channels: int):
+def _prepare(data: bytes, settings: Settings, channels: int) -> UpscaleJob:
     """Decode and cut into windows (CPU work: runs in a thread, off the event loop)."""
     image = open_image(data, settings.max_upscale_pixels)
-    planes, rebuild = split_planes(image, channels)
-    plans = [plan(p, settings.upscale_tile, settings.upscale_overlap) for p in planes]
-    windows = [
-        np.ascontiguousarray(t.crop(p))
-        for p, tiles in zip(planes, plans, strict=True)
-        for t in tiles
-    ]
-    return planes, plans, windows, rebuild
+    return UpscaleJob(image, channels, settings.upscale_tile, settings.upscale_overlap)
 
 
-def _finish(
-    planes: list[np.ndarray],
-    plans: list[list[Tile]],
-    outputs: list[np.ndarray],
-    rebuild,
-    scale: int,
-    fmt: str,
-) -> bytes:
+def _finish(job: UpscaleJob, outputs: list[np.ndarray], scale: int, fmt: str) -> bytes:
     """Stitch the upscaled windows and encode the image (in a thread)."""
-    results, start = [], 0
-    for plane, tiles in zip(planes, plans, strict=True):
-        results.append(stitch(tiles, outputs[start : start + len(tiles)], plane.shape, scale))
-        start += len(tiles)
-    image: Image.Image = rebuild(results)
+    image = job.finish(outputs, scale)
     if fmt == "jpeg" and image.mode not in ("L", "RGB"):
         image = image.convert("RGB")  # JPEG has no alpha
     buffer = io.BytesIO()
@@ -109,10 +89,8 @@ async def upscale(
     upscaler: HostedUpscaler = registry.upscaler(model)
     fmt = pick_format(format, request.headers.get("accept", ""))
     data = (await read_uploads(request, "file", 1))[0]
-    planes, plans, windows, rebuild = await asyncio.to_thread(
-        _prepare, data, settings, upscaler.model.config.channels
-    )
-    outputs = await _run_in_steps(upscaler, windows, request, settings.request_timeout_s)
-    body = await asyncio.to_thread(_finish, planes, plans, outputs, rebuild, upscaler.scale, fmt)
+    job = await asyncio.to_thread(_prepare, data, settings, upscaler.model.config.channels)
+    outputs = await _run_in_steps(upscaler, job.windows, request, settings.request_timeout_s)
+    body = await asyncio.to_thread(_finish, job, outputs, upscaler.scale, fmt)
     headers = {"X-Latentwire-Model": upscaler.manifest.id}
     return Response(body, media_type=MEDIA_TYPES[fmt], headers=headers)

@@ -1,8 +1,8 @@
 """Rate-distortion codecs: analysis transform -> quantize -> factorized prior -> synthesis.
 
-``forward`` is for training (noisy latents and their likelihoods); :func:`encode_images`
-is for use: rounded latents, entropy-coded with the integer tables of the model's decoder
-package, one IR per image.
+``forward`` is for training (noisy latents and their likelihoods); :meth:`quantized_latents`
+is for use: the rounded integer latents that get entropy-coded. The model knows tensors and
+symbols; the wire format and the coding tables are :class:`latentwire.shared.codec.Codec`'s.
 """
 
 from __future__ import annotations
@@ -13,16 +13,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from latentwire.shared.coding import encode_latent, encode_latents
-from latentwire.shared.decoder_package import MAX_CONTEXTS, DecoderPackage
+from latentwire.shared.decoder_package import MAX_CONTEXTS
 from latentwire.shared.models.autoencoders import ConvAutoencoder, ConvConfig
 from latentwire.shared.models.entropy import FactorizedPrior
 from latentwire.shared.models.layers import GDN, conv, deconv
 from latentwire.shared.models.registry import ImageShape, register_family
 from latentwire.shared.tiling import codec_tiles
-from latentwire.shared.wire import IR
 
 TRANSFORMS = ("gdn", "conv", "bmshj2018")
+ENCODE_CHUNK = 8  # images per analysis call, whatever the batch size (quantized_latents)
 
 
 @dataclass(frozen=True)
@@ -41,6 +40,14 @@ class FactorizedCodecConfig:
             raise ValueError("a positional prior needs a model of one fixed geometry")
         if not 1 <= self.prior_contexts <= MAX_CONTEXTS:
             raise ValueError(f"prior_contexts must be 1 to {MAX_CONTEXTS}")
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the images the codec takes; H and W 0 for ``bmshj2018`` (any size)."""
+        s = self.shape
+        return (
+            (s.channels, 0, 0) if self.transform == "bmshj2018" else (s.channels, s.height, s.width)
+        )
 
 
 @register_family("factorized", FactorizedCodecConfig)
@@ -123,27 +130,22 @@ class FactorizedCodec(nn.Module):
             latent[..., out_y, out_x] = torch.round(window[..., in_y, in_x]).to(torch.int32).cpu()
         return latent.numpy()
 
+    def quantized_latents(self, x: torch.Tensor) -> np.ndarray:
+        """The integer latents of a batch of images of the model's fixed geometry.
 
-ENCODE_CHUNK = 8  # images per analysis call, whatever the batch size (see encode_images)
-
-
-def encode_images(codec: FactorizedCodec, package: DecoderPackage, x: torch.Tensor) -> list[bytes]:
-    """One IR per image of a batch ``x`` (N, C, H, W) in [-1, 1].
-
-    The analysis always runs on chunks of exactly ``ENCODE_CHUNK`` images (the last one
-    padded): convolution kernels pick their algorithm by batch size, and a latent that
-    rounds differently would make an image's IR depend on the requests it was batched
-    with. With one shape, the same image always gives the same bytes.
-    """
-    irs = []
-    for start in range(0, len(x), ENCODE_CHUNK):
-        chunk = x[start : start + ENCODE_CHUNK]
-        real = len(chunk)
-        if real < ENCODE_CHUNK:
-            chunk = torch.cat([chunk, chunk.new_zeros(ENCODE_CHUNK - real, *chunk.shape[1:])])
-        for payload in encode_latents(codec.quantized_latent(chunk)[:real], package.tables):
-            irs.append(IR(package.model, package.digest, payload).to_bytes())
-    return irs
+        The analysis always runs on chunks of exactly ``ENCODE_CHUNK`` images (the last one
+        padded): convolution kernels pick their algorithm by batch size, and a latent that
+        rounds differently would make an image's IR depend on the requests it was batched
+        with. With one shape, the same image always gives the same latent.
+        """
+        out = []
+        for start in range(0, len(x), ENCODE_CHUNK):
+            chunk = x[start : start + ENCODE_CHUNK]
+            real = len(chunk)
+            if real < ENCODE_CHUNK:
+                chunk = torch.cat([chunk, chunk.new_zeros(ENCODE_CHUNK - real, *chunk.shape[1:])])
+            out.append(self.quantized_latent(chunk)[:real])
+        return np.concatenate(out)
 
 
 def pad_to_stride(x: torch.Tensor, stride: int) -> torch.Tensor:
@@ -154,15 +156,3 @@ def pad_to_stride(x: torch.Tensor, stride: int) -> torch.Tensor:
     if not pad_h and not pad_w:
         return x
     return torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-
-
-def encode_any_size(codec: FactorizedCodec, package: DecoderPackage, x: torch.Tensor) -> bytes:
-    """The IR of one image ``x`` (C, H, W) in [-1, 1] of any size, for an any-size codec.
-
-    One image per analysis call: the latent of an image then never depends on what else
-    was sent; big images are analysed in windows (memory measured in the README).
-    """
-    h, w = x.shape[-2:]
-    latent = codec.quantized_latent(pad_to_stride(x[None], codec.stride))[0]
-    payload = encode_latent(latent, package.tables)
-    return IR(package.model, package.digest, payload, size=(h, w)).to_bytes()

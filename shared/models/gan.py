@@ -21,7 +21,7 @@ Fashion-MNIST, with either initialization; three upsamplings match the channel l
 
 ``classifier``: conv 32 -> conv 64 (3x3, BN, ReLU, 2x2 max pool each) -> Linear 128
 (the feature layer) -> classes. Trained on the real data set, its 128 features stand in
-for Inception's in the Fréchet distance (see ``training/gan_score.py``).
+for Inception's in the Fréchet distance (see ``training/recipes/gan.py``).
 """
 
 from __future__ import annotations
@@ -87,14 +87,9 @@ def dcgan_init(module: nn.Module) -> None:
 
 
 class _Conditional(nn.Module):
-    """What the generators share: the noise size, the labels, the sampling helper."""
+    """What the generators share: the noise size and the labels (sampling: shared/generation)."""
 
     config: GeneratorConfig
-
-    def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Standard normal noise for ``n`` images (on the model's device)."""
-        device = next(self.parameters()).device
-        return torch.randn(n, self.config.latent, generator=generator).to(device)
 
     def inputs(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         one_hot = _one_hot(labels, self.config.classes, len(z))

@@ -1,4 +1,4 @@
-"""Build a torch model from a model package (safetensors + manifest)."""
+"""Build a torch model from a model package (safetensors + manifest), on a device."""
 
 from __future__ import annotations
 
@@ -20,3 +20,10 @@ def load_model(
     model = get_family(manifest.family).build(make_config(manifest.family, manifest.config))
     model.load_state_dict(load_file(verified_weights_path(package_dir), device=str(device)))
     return model.to(device).eval(), manifest
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto``: CUDA when present, else the CPU; otherwise the device named."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)

@@ -10,13 +10,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from latentwire.client import DecoderStore, IRError, decode, decode_array, decode_batch
-from latentwire.shared.decoder_package import DECODER_NAME, DecoderPackage
-from latentwire.shared.models.codec import encode_images
-from latentwire.shared.models.loading import load_model
+from latentwire.shared.codec import Codec
+from latentwire.shared.images import SIGNED
 from latentwire.shared.package import list_packages, read_manifest
 from latentwire.shared.wire import IR, parse
 from latentwire.training.data import load_datasets
-from latentwire.training.evaluate import psnr
+from latentwire.training.metrics import psnr
 
 # The small codecs (the any-size photo codecs have tests of their own).
 SHIPPED_CODECS = [
@@ -27,9 +26,13 @@ SHIPPED_CODECS = [
 
 
 def load_codec(folder):
-    model, manifest = load_model(folder)
-    package = DecoderPackage.from_bytes((folder / DECODER_NAME).read_bytes())
-    return model, manifest, package
+    codec = Codec.load(folder)
+    return codec, codec.manifest, codec.package
+
+
+def pixels(x: torch.Tensor) -> list[np.ndarray]:
+    """Images in [-1, 1] (a data set's) as the uint8 (C, H, W) arrays a codec takes."""
+    return list(SIGNED.to_pixels(x).to(torch.uint8).numpy())
 
 
 @pytest.fixture(scope="module")
@@ -40,16 +43,17 @@ def test_images():
 
 @pytest.fixture(scope="module")
 def tiny(tiny_codec, test_images):
-    model, _manifest, package = load_codec(tiny_codec / "tiny")
+    codec, _manifest, package = load_codec(tiny_codec / "tiny")
     store = DecoderStore([tiny_codec])
-    irs = encode_images(model, package, test_images)
-    return model, package, store, irs
+    irs = codec.compress(pixels(test_images))
+    return codec, package, store, irs
 
 
 def test_decode_matches_the_torch_synthesis(tiny, test_images):
-    model, _, store, irs = tiny
+    codec, _, store, irs = tiny
     image = decode(irs[0], store)
     assert image.mode == "L" and image.size == (28, 28)
+    model = codec.model
     with torch.inference_mode():
         expected = model.synthesis(torch.round(model.analysis(test_images[:1])))
     expected = torch.round((expected.clamp(-1, 1) + 1) * 127.5)[0, 0].numpy()
@@ -66,9 +70,9 @@ def test_batch_decode_equals_one_by_one(tiny):
 
 
 def test_same_image_gives_identical_ir_bytes_across_runs_and_processes(tiny, tiny_codec):
-    model, package, store, irs = tiny
+    codec, _package, store, irs = tiny
     _, test_set, _ = load_datasets("fashion-mnist")
-    again = encode_images(model, package, torch.stack([test_set[i] for i in range(4)]))
+    again = codec.compress(pixels(torch.stack([test_set[i] for i in range(4)])))
     assert again == irs[:4]
     script = (
         "import sys, hashlib; import numpy as np\n"
@@ -131,16 +135,16 @@ def test_shipped_codec_reaches_its_published_figures(folder, data_dir):
     """The first 2,000 Fashion-MNIST/MNIST test images through real IRs, against the
     manifest's figures for all 10,000 (which the export and the benchmark measure; the
     first 2,000 are within 0.6% and 0.05 dB of them for every shipped level)."""
-    model, manifest, package = load_codec(folder)
+    codec, manifest, package = load_codec(folder)
     assert package.digest == manifest.decoder_digest
     contexts = package.tables.contexts
     assert manifest.tables == {"from": "counted", "training_images": 60000, "contexts": contexts}
     _, test_set, _ = load_datasets(manifest.dataset, data_dir=data_dir)
-    x = torch.stack([test_set[i] for i in range(2000)])
-    irs = encode_images(model, package, x)
-    decoded = torch.from_numpy(np.stack(decode_batch(irs))).float().div(255).unsqueeze(1)
+    x = pixels(torch.stack([test_set[i] for i in range(2000)]))
+    irs = codec.compress(x)
+    decoded = np.stack(decode_batch(irs))[:, None]
     size = np.mean([len(ir) for ir in irs])
     assert size == pytest.approx(manifest.metrics["ir_bytes"], rel=0.015)
     assert size < 28 * 28 / 3  # a third of the raw 8-bit image, header included
-    score = psnr((x + 1) / 2, decoded).mean().item()
+    score = psnr(np.stack(x), decoded, per_image=True).mean()
     assert score == pytest.approx(manifest.metrics["psnr_db"], abs=0.1)

@@ -27,7 +27,8 @@ from latentwire.client import (
 from latentwire.shared.package import list_packages, read_manifest
 from latentwire.shared.wire import IR, parse
 from latentwire.training.data import load_datasets
-from tests.conftest import BIN, psnr
+from latentwire.training.metrics import psnr
+from tests.conftest import BIN
 from tests.server.conftest import free_port, running_server
 
 TINY = "tiny-codec-q4"

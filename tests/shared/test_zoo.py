@@ -12,7 +12,7 @@ from latentwire.shared.package import (
     read_manifest,
 )
 from latentwire.training.data import load_datasets
-from latentwire.training.evaluate import evaluate_reconstruction
+from latentwire.training.metrics import evaluate_reconstruction
 
 PACKAGES = list_packages()
 AUTOENCODERS = [p for p in PACKAGES if read_manifest(p).family in ("mlp", "conv", "convlinear")]

@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from latentwire.shared.generation import generate
+from latentwire.shared.images import UNIT
 from latentwire.shared.models import ImageShape, get_model
 from latentwire.shared.models.loading import load_model
 from latentwire.shared.package import find_package
 from latentwire.training.checkpoint import latest_checkpoint, load_checkpoint
-from latentwire.training.data import load_datasets
-from latentwire.training.gan import LabelledImages, train_step
-from latentwire.training.gan_score import frechet_distance, score_generator
+from latentwire.training.data import LabelledImages, load_datasets
+from latentwire.training.recipes.gan import frechet_distance, score_generator, train_step
 
 CLI = [sys.executable, "-m", "latentwire.shared.cli"]
 
@@ -41,7 +41,7 @@ def test_a_conditional_model_needs_labels():
 
 @pytest.fixture(scope="module")
 def fashion():
-    train, test, _ = load_datasets("fashion-mnist")
+    train, test, _ = load_datasets("fashion-mnist", pixel_range=UNIT)  # what generators draw
     return LabelledImages(train), LabelledImages(test)
 
 

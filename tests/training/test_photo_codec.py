@@ -11,35 +11,34 @@ import torch
 from PIL import Image
 
 from latentwire.client.decoding import DecoderStore, decode_array
-from latentwire.shared.decoder_package import DECODER_NAME, DecoderPackage
-from latentwire.shared.models.codec import encode_any_size
-from latentwire.shared.models.loading import load_model
+from latentwire.shared.codec import Codec
+from latentwire.shared.images import SIGNED
 from latentwire.shared.package import find_package, list_packages, read_manifest
 from latentwire.shared.tiling import codec_tiles
 from latentwire.shared.wire import parse
-from tests.conftest import psnr, tiny_photo_config
+from latentwire.training.metrics import psnr
+from tests.conftest import tiny_photo_config
 
 
 @pytest.fixture(scope="module")
 def photo(tiny_photo_codec):
-    folder = tiny_photo_codec / "photo"
-    model, manifest = load_model(folder)
-    package = DecoderPackage.from_bytes((folder / DECODER_NAME).read_bytes())
+    codec = Codec.load(tiny_photo_codec / "photo")
     store = DecoderStore(search_dirs=[tiny_photo_codec])
-    return model, manifest, package, store
+    return codec, codec.manifest, codec.package, store
 
 
-def to_input(pixels: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(pixels.copy()).permute(2, 0, 1).float() / 127.5 - 1
+def to_input(pixels: np.ndarray) -> np.ndarray:
+    """(H, W, 3) pixels as a codec takes them: uint8 (3, H, W)."""
+    return np.ascontiguousarray(pixels.transpose(2, 0, 1))
 
 
 @pytest.mark.parametrize("size", [(1, 1), (17, 33), (100, 3), (64, 64), (31, 200)])
 def test_odd_sizes_round_trip_with_their_geometry(photo, data_dir, size):
-    model, _, package, store = photo
+    codec, _, _, store = photo
     h, w = size
     with Image.open(data_dir / "kodak" / "kodim23.png") as image:
         pixels = np.asarray(image.convert("RGB"))[:h, :w]
-    ir = encode_any_size(model, package, to_input(pixels))
+    (ir,) = codec.compress([to_input(pixels)])
     assert parse(ir).size == (h, w)
     decoded = decode_array(ir, store)
     assert decoded.shape == (h, w, 3) and decoded.dtype == np.uint8
@@ -53,17 +52,12 @@ def test_the_manifest_records_kodak_figures_and_the_decoder_is_any_size(photo):
 
 
 _ENCODE = """
-import sys, numpy as np, torch
-from latentwire.shared.decoder_package import DECODER_NAME, DecoderPackage
-from latentwire.shared.models.codec import encode_any_size
-from latentwire.shared.models.loading import load_model
-from latentwire.shared.package import list_packages, read_manifest
-folder = sys.argv[1]
-model, _ = load_model(folder)
-package = DecoderPackage.from_bytes(open(f"{folder}/{DECODER_NAME}", "rb").read())
+import sys, numpy as np
+from latentwire.shared.codec import Codec
+codec = Codec.load(sys.argv[1])
 rng = np.random.default_rng(0)
-x = torch.from_numpy(rng.integers(0, 256, (3, 77, 130)).astype(np.float32)) / 127.5 - 1
-sys.stdout.buffer.write(encode_any_size(model, package, x))
+x = rng.integers(0, 256, (3, 77, 130)).astype(np.uint8)
+sys.stdout.buffer.write(codec.compress([x])[0])
 """
 
 
@@ -83,35 +77,31 @@ def test_an_ir_encoded_on_a_gpu_decodes_on_the_cpu(data_dir):
     """The light client decodes a GPU-made IR with the CPU's tables and ONNX synthesis: a
     latent that rounds differently on the GPU is still a valid message, of the same quality."""
     folder = find_package("photo-q3")
-    package = DecoderPackage.from_bytes((folder / DECODER_NAME).read_bytes())
     store = DecoderStore()
     with Image.open(data_dir / "kodak" / "kodim23.png") as image:
         pixels = np.asarray(image.convert("RGB"))
-    x = to_input(pixels)
     decoded = {}
     for device in ("cpu", "cuda"):
-        model, _ = load_model(folder, torch.device(device))
-        ir = encode_any_size(model, package, x.to(device))
+        (ir,) = Codec.load(folder, device).compress([to_input(pixels)])
         decoded[device] = decode_array(ir, store)
     assert decoded["cuda"].shape == pixels.shape
     assert abs(psnr(decoded["cuda"], pixels) - psnr(decoded["cpu"], pixels)) < 0.05
 
 
 _BIG = """
-import json, resource, sys, numpy as np, torch
+import json, re, sys, numpy as np
 from latentwire.client.decoding import DecoderStore, decode_array
-from latentwire.shared.decoder_package import DECODER_NAME, DecoderPackage
-from latentwire.shared.models.codec import encode_any_size
-from latentwire.shared.models.loading import load_model
-from latentwire.shared.package import list_packages, read_manifest
+from latentwire.shared.codec import Codec
 folder, side = sys.argv[1], int(sys.argv[2])
-model, _ = load_model(folder)
-package = DecoderPackage.from_bytes(open(f"{folder}/{DECODER_NAME}", "rb").read())
-x = torch.zeros(3, side, side)
-x[:, ::7] = 0.5  # some structure to code
-ir = encode_any_size(model, package, x)
+codec = Codec.load(folder)
+x = np.full((3, side, side), 128, np.uint8)
+x[:, ::7] = 191  # some structure to code
+(ir,) = codec.compress([x])
 image = decode_array(ir, DecoderStore(search_dirs=[folder + "/.."]))
-peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM: this program's peak. (ru_maxrss would also count the RSS of the pytest process
+# it was forked from: Linux keeps that high-water mark across exec.)
+status = open("/proc/self/status").read()
+peak_mib = int(re.search(r"VmHWM:\s+(\d+) kB", status)[1]) / 1024
 print(json.dumps({"shape": list(image.shape), "ir_bytes": len(ir), "peak_mib": peak_mib}))
 """
 
@@ -119,9 +109,11 @@ print(json.dumps({"shape": list(image.shape), "ir_bytes": len(ir), "peak_mib": p
 def test_big_images_code_in_windows_that_match_the_whole_image(photo):
     """1,400 pixels wide is two windows of latents (a core of 64 + 4 of context): the
     tiled analysis and synthesis give what one pass over the whole image gives."""
-    model, _, package, store = photo
+    codec, _, package, store = photo
+    model = codec.model
     rng = np.random.default_rng(0)
-    x = torch.from_numpy(rng.uniform(-1, 1, (1, 3, 48, 1408)).astype(np.float32))
+    pixels = rng.integers(0, 256, (3, 48, 1408)).astype(np.uint8)
+    x = SIGNED.to_model(torch.from_numpy(pixels[None]).float())
     assert len(codec_tiles(48 // 16, 1408 // 16)) == 2
     with torch.inference_mode():
         whole = torch.round(model.analysis(x)).to(torch.int32).numpy()
@@ -129,8 +121,8 @@ def test_big_images_code_in_windows_that_match_the_whole_image(photo):
 
     decoder = store.get(package.model, package.digest)
     one_pass = decoder.session.run(None, {decoder.input_name: whole.astype(np.float32)})[0]
-    expected = np.round((np.clip(one_pass[0], -1, 1) + 1) * 127.5).astype(np.uint8)
-    ir = encode_any_size(model, package, x[0])
+    expected = SIGNED.to_pixels(one_pass[0]).astype(np.uint8)
+    (ir,) = codec.compress([pixels])
     np.testing.assert_array_equal(decode_array(ir, store), expected.transpose(1, 2, 0))
 
 
@@ -141,7 +133,7 @@ def test_a_4096_square_image_codes_in_bounded_memory(tiny_photo_codec):
     )
     figures = json.loads(result.stdout)
     assert figures["shape"] == [4096, 4096, 3]
-    # Windows bound it (the shipped photo codecs peak near 2 GiB: README); one pass over
+    # Windows bound it (the shipped photo codecs peak near 2 GiB: docs/models.md); one pass over
     # the whole image took 9 GiB to encode and 19 GiB to decode.
     assert figures["peak_mib"] < 3 * 1024, figures
 
@@ -156,12 +148,12 @@ SHIPPED_PHOTO_CODECS = [
 @pytest.mark.parametrize("folder", SHIPPED_PHOTO_CODECS, ids=lambda p: p.name)
 def test_shipped_photo_codecs_reach_their_published_kodak_figures(folder, data_dir):
     """All 24 Kodak photos through real IRs and the light decoder, against the manifest."""
-    from latentwire.training.export import photo_codec_metrics
+    from latentwire.training.recipes.codec import photo_codec_metrics
 
-    model, manifest = load_model(folder)
-    package = DecoderPackage.from_bytes((folder / DECODER_NAME).read_bytes())
-    assert package.digest == manifest.decoder_digest
-    measured = photo_codec_metrics(model, package, data_dir / "kodak")
+    codec = Codec.load(folder)
+    manifest = codec.manifest
+    assert codec.package.digest == manifest.decoder_digest
+    measured = photo_codec_metrics(codec, data_dir / "kodak")
     assert measured["test_images"] == manifest.metrics["test_images"] == 24
     assert measured["bpp"] == pytest.approx(manifest.metrics["bpp"], abs=0.001)
     assert measured["psnr_db"] == pytest.approx(manifest.metrics["psnr_db"], abs=0.01)
@@ -171,8 +163,8 @@ def test_a_fine_tuned_codecs_manifest_holds_the_run_it_started_from(
     tiny_photo_codec, data_dir, tmp_path
 ):
     from latentwire.training.checkpoint import latest_checkpoint
-    from latentwire.training.codec import train
-    from latentwire.training.export import export_codec
+    from latentwire.training.export import export
+    from latentwire.training.recipes.codec import train
 
     base = latest_checkpoint(tiny_photo_codec.parent / "run")
     fine_tune = "latentwire train codec (fine-tune)"
@@ -186,7 +178,7 @@ def test_a_fine_tuned_codecs_manifest_holds_the_run_it_started_from(
             command=fine_tune,
         )
     )
-    manifest = export_codec(latest_checkpoint(tmp_path / "run"), tmp_path / "pkg", "photo-tiny-q1")
+    manifest = export(latest_checkpoint(tmp_path / "run"), tmp_path / "pkg", "photo-tiny-q1")
     assert manifest.training["command"] == fine_tune
     started_from = manifest.training["init"]
     assert started_from["checkpoint"] == base.name and started_from["epochs"] == 1

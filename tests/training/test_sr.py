@@ -19,9 +19,8 @@ from latentwire.shared.upscaling import upscale_image
 from latentwire.training.checkpoint import latest_checkpoint, load_checkpoint
 from latentwire.training.data import image_files
 from latentwire.training.loop import weights_digest
-from latentwire.training.sr import TrainConfig, build_generator, train
-from latentwire.training.sr_data import PatchPairs
-from latentwire.training.srgan import VGG19_FILE
+from latentwire.training.photos import PatchPairs
+from latentwire.training.recipes.sr import VGG19_FILE, TrainConfig, build_generator, train
 
 CLI = [sys.executable, "-m", "latentwire.shared.cli"]
 
@@ -168,7 +167,7 @@ def test_gan_stage_trains_both_players_and_resumes_exactly(tmp_path, monkeypatch
 def test_a_gan_step_lowers_each_players_loss(data_dir, tmp_path):
     from torchvision.models import vgg19
 
-    from latentwire.training.srgan import VGGFeatures, discriminator_loss, generator_loss
+    from latentwire.training.recipes.sr import VGGFeatures, discriminator_loss, generator_loss
 
     files = image_files(data_dir / "skimage_cc0")
     lr, hr = next(iter(torch.utils.data.DataLoader(PatchPairs(files, 32, 2, 8), batch_size=8)))
@@ -256,7 +255,7 @@ def test_fp16_on_cuda_upscales_set5_as_well_as_fp32(sr2x, data_dir):
     import copy
 
     from latentwire.shared.upscaling import serving_dtype
-    from latentwire.training.sr_eval import evaluate_sr
+    from latentwire.training.recipes.sr import evaluate_sr
 
     model, _ = sr2x
     cuda = torch.device("cuda")

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from latentwire.shared.models.loading import load_model
-from latentwire.training.autoencoder import TrainConfig, train
 from latentwire.training.checkpoint import latest_checkpoint, load_checkpoint
 from latentwire.training.data import load_datasets
-from latentwire.training.evaluate import evaluate_reconstruction
-from latentwire.training.export import export_autoencoder
+from latentwire.training.export import export
+from latentwire.training.metrics import evaluate_reconstruction
+from latentwire.training.recipes.ae import TrainConfig, train
 from tests.conftest import BIN
 
 CLI = [sys.executable, "-m", "latentwire.shared.cli"]
@@ -177,7 +177,7 @@ def test_ddp_two_cpu_processes_agree_and_only_rank0_writes(tmp_path):
             "--nproc_per_node",
             "2",
             "-m",
-            "latentwire.training.autoencoder",
+            "latentwire.training.recipes.ae",
             "--arch",
             "convlinear",
             "--dataset",
@@ -224,7 +224,7 @@ def test_export_writes_a_package_that_reproduces_its_metrics(tmp_path):
             command=command,
         )
     )
-    manifest = export_autoencoder(latest_checkpoint(run), tmp_path / "pkg", "test-mlp")
+    manifest = export(latest_checkpoint(run), tmp_path / "pkg", "test-mlp")
     assert manifest.training["command"] == command
     model, loaded = load_model(tmp_path / "pkg")
     assert loaded.id == "test-mlp" and loaded.family == "mlp" and loaded.dataset == "mnist"
@@ -254,7 +254,7 @@ def test_hard_quantization_stage_keeps_the_analysis_and_runs_under_ddp(tmp_path)
     torchrun = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2"]
     stage = ["--init", str(init), "--hard-quantization", "--out", str(tmp_path / "hard")]
     hard = subprocess.run(
-        [*torchrun, "-m", "latentwire.training.codec", *small, *stage],
+        [*torchrun, "-m", "latentwire.training.recipes.codec", *small, *stage],
         capture_output=True,
         text=True,
         timeout=300,

@@ -4,7 +4,7 @@
 
 A two-conv network (see ``shared/models/gan.py``) trained with cross-entropy through the
 shared loop. Its 128-dimensional feature layer is what ``latentwire eval gan`` compares
-between generated and real images (``training/gan_score.py``); its predictions give the
+between generated and real images (``training/recipes/gan.py``); its predictions give the
 class coverage. Horizontal flips are on by default for Fashion-MNIST (clothes are
 symmetric), off for MNIST (digits are not).
 """
@@ -13,20 +13,33 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from latentwire.shared.images import UNIT
 from latentwire.shared.models import get_model
-from latentwire.training import autoencoder, distributed
-from latentwire.training.gan import LabelledImages, random_hflip
+from latentwire.training import distributed
+from latentwire.training.data import (
+    ImageDataConfig,
+    LabelledImages,
+    add_image_arguments,
+    load_image_data,
+    random_hflip,
+    run_datasets,
+)
 from latentwire.training.loop import add_loop_arguments, fit, recipe_main
+
+FAMILIES = ("classifier",)
+TASK = "classify"
+PIXELS = UNIT
 
 
 @dataclass
-class TrainConfig(autoencoder.ImageDataConfig):
+class TrainConfig(ImageDataConfig):
     features: int = 128
     flip: bool | None = None  # default: on for fashion-mnist only
     epochs: int = 5
@@ -48,7 +61,7 @@ def accuracy(model: nn.Module, data: Dataset, device: torch.device) -> dict[str,
 def train(cfg: TrainConfig) -> nn.Module:
     runtime = distributed.setup(cfg.device)
     try:
-        train_set, test_set, shape = autoencoder.load_data(cfg, runtime)
+        train_set, test_set, shape = load_image_data(cfg, PIXELS)
         train_set, test_set = LabelledImages(train_set), LabelledImages(test_set)
         if train_set.labels is None:
             raise ValueError(f"{cfg.dataset} has no class labels to train a classifier on")
@@ -71,9 +84,24 @@ def train(cfg: TrainConfig) -> nn.Module:
         distributed.teardown(runtime)
 
 
+def default_id(cfg: dict[str, Any]) -> str:
+    return f"{cfg['dataset']}-classifier"
+
+
+def metrics(model: nn.Module, cfg: dict[str, Any], data_dir: str | None) -> dict[str, Any]:
+    """For the package: test-set accuracy."""
+    test_set = LabelledImages(run_datasets(cfg, data_dir, PIXELS)[1])
+    found = accuracy(model, test_set, torch.device("cpu"))
+    return {"test_accuracy": round(found["accuracy"], 4), "test_images": len(test_set)}
+
+
+def summary(metrics: dict[str, Any]) -> str:
+    return f"test accuracy {metrics['test_accuracy']}"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = TrainConfig()
-    autoencoder.add_image_arguments(parser, d)
+    add_image_arguments(parser, d)
     parser.add_argument("--features", type=int, default=d.features, help="feature layer size")
     parser.add_argument(
         "--flip",

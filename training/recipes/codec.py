@@ -25,31 +25,45 @@ the synthesis and the prior train on the rounded latent, as it is coded and deco
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
+from latentwire.shared.codec import Codec
+from latentwire.shared.decoder_package import DecoderPackage
+from latentwire.shared.images import SIGNED, model_input, open_image
 from latentwire.shared.models import ImageShape, get_model
-from latentwire.shared.models.codec import TRANSFORMS
+from latentwire.shared.models.codec import TRANSFORMS, FactorizedCodec
 from latentwire.shared.models.entropy import spread_prior
 from latentwire.training import distributed
-from latentwire.training.autoencoder import (
+from latentwire.training.checkpoint import load_checkpoint
+from latentwire.training.data import (
     ImageDataConfig,
     add_image_arguments,
-    load_data,
-    write_report,
+    image_files,
+    load_image_data,
+    run_datasets,
 )
-from latentwire.training.checkpoint import load_checkpoint
-from latentwire.training.evaluate import psnr, to_unit
 from latentwire.training.loop import add_loop_arguments, fit, recipe_main
-from latentwire.training.sr_data import TRAIN_SETS, RandomPatches, find_folders, split_files
+from latentwire.training.metrics import psnr, ssim_per_image
+from latentwire.training.photos import TRAIN_SETS, RandomPatches, find_folders, photo_split
+from latentwire.training.plots import write_report
 
 log = logging.getLogger("latentwire.train")
+
+FAMILIES = ("factorized",)
+TASK = "codec"
+PIXELS = SIGNED
+# Contexts of counted tables (FactorizedPrior.counted_tables): q6's test-set payload with 4,
+# 8 and 16 contexts measured 155.0, 151.9 and 151.6 B; 8 keeps the tables small.
+TABLE_CONTEXTS = 8
 
 # quality level -> lambda; higher quality spends more bits for less distortion.
 LAMBDAS = {1: 0.0003, 2: 0.0008, 3: 0.002, 4: 0.005, 5: 0.013, 6: 0.035}
@@ -82,31 +96,26 @@ class TrainConfig(ImageDataConfig):
     patches_per_epoch: int = 4096
 
 
-class PhotoPatches(RandomPatches):
-    """Random photo patches in [-1, 1], as the codecs take them."""
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return super().__getitem__(index).mul(2).sub(1)
-
-
 def center_squares(files: list, side: int) -> list[torch.Tensor]:
-    """The centre ``side`` square of each photo at least that big, in [-1, 1]."""
+    """The centre ``side`` square of each photo at least that big, in the codec's range."""
     squares = []
     for path in files:
-        with Image.open(path) as image:
-            photo = image.convert("RGB")
+        photo = open_image(path.read_bytes(), 1 << 28).convert("RGB")
         w, h = photo.size
         if min(w, h) >= side:
             left, top = (w - side) // 2, (h - side) // 2
             square = np.asarray(photo.crop((left, top, left + side, top + side)))
-            squares.append(torch.from_numpy(square.copy()).permute(2, 0, 1).float() / 127.5 - 1)
+            square = torch.from_numpy(square.copy()).permute(2, 0, 1).float()
+            squares.append(PIXELS.to_model(square))
     return squares
 
 
 def load_photos(cfg: TrainConfig) -> tuple[Dataset, Dataset, ImageShape]:
     """(random training patches, held-out centre squares, patch geometry)."""
-    train_files, test_files = split_files(find_folders(cfg.photos, cfg.data_dir), 0.05)
-    train = PhotoPatches(train_files, cfg.patch, cfg.patches_per_epoch, cfg.seed)
+    train_files, test_files = photo_split(cfg.photos, cfg.data_dir, 0.05)
+    train = RandomPatches(
+        train_files, cfg.patch, cfg.patches_per_epoch, cfg.seed, pixel_range=PIXELS
+    )
     test = center_squares(test_files, cfg.patch)
     log.info("%d training photos, %d held out", len(train.photos), len(test))
     return train, test, ImageShape(3, cfg.patch, cfg.patch)
@@ -136,7 +145,8 @@ def evaluate_codec(
         x_hat, _ = model(x)
         loss += batch_loss.item() * len(x)
         bits += bpp.item() * x.shape[2] * x.shape[3] * len(x)
-        psnr_sum += psnr(to_unit(x), to_unit(x_hat)).sum().item()
+        pixels = PIXELS.to_pixels(x), PIXELS.to_pixels(x_hat)
+        psnr_sum += psnr(*pixels, per_image=True).sum().item()
         count += len(x)
     return {"loss": loss / count, "bytes": bits / 8 / count, "psnr_db": psnr_sum / count}
 
@@ -148,7 +158,7 @@ def train(cfg: TrainConfig) -> nn.Module:
         if cfg.dataset == "photos":
             train_set, test_set, shape = load_photos(cfg)
         else:
-            train_set, test_set, shape = load_data(cfg, runtime)
+            train_set, test_set, shape = load_image_data(cfg, PIXELS)
         torch.manual_seed(cfg.seed)
         model = get_model(
             "factorized",
@@ -178,10 +188,134 @@ def train(cfg: TrainConfig) -> nn.Module:
 
         model = fit(cfg, runtime, model, train_set, test_set, batch_loss, evaluate)
         if runtime.is_main:
-            write_report(cfg, lambda x: model(x)[0], test_set, runtime.device)
+            write_report(cfg.out, lambda x: model(x)[0], test_set, runtime.device, cfg.progress)
         return model
     finally:
         distributed.teardown(runtime)
+
+
+# Export: the decoder package and the figures a codec's manifest holds.
+
+
+def default_id(cfg: dict[str, Any]) -> str:
+    name = "photo" if cfg["dataset"] == "photos" else cfg["dataset"]
+    return f"{name}-q{cfg['quality']}"
+
+
+def record(cfg: dict[str, Any]) -> dict[str, Any]:
+    """What the manifest's ``training`` adds for a codec: the lambda it trained with."""
+    return {"lmbda": lambda_of(cfg["dataset"], cfg["quality"], cfg.get("lmbda"))}
+
+
+def decoder_package(
+    model: FactorizedCodec, cfg: dict[str, Any], data_dir: str | None, model_id: str
+) -> tuple[DecoderPackage, dict[str, Any]]:
+    """The decoder package (ONNX synthesis, integer tables), and how its tables were made:
+    counted on the training set's latents for a codec of fixed geometry, the learned
+    density for an any-size one (trained on random crops: no fixed set of latents)."""
+    if model.any_size:
+        tables = model.prior.tables()
+        made: dict[str, Any] = {"from": "the learned density"}
+    else:
+        latents = _training_latents(model, cfg, data_dir)
+        tables = model.prior.counted_tables(latents, TABLE_CONTEXTS)
+        made = {"from": "counted", "training_images": len(latents), "contexts": TABLE_CONTEXTS}
+    # A latent to trace the ONNX export with (its spatial size stays dynamic).
+    example = (model.latent_shape[0], 4, 4) if model.any_size else model.latent_shape
+    package = DecoderPackage(
+        model=model_id,
+        image_shape=model.config.image_shape,
+        latent_shape=model.latent_shape,
+        stride=model.stride,
+        tables=tables,
+        onnx=synthesis_to_onnx(model.synthesis, example),
+    )
+    return package, made
+
+
+def synthesis_to_onnx(synthesis: nn.Module, latent_shape: tuple[int, int, int]) -> bytes:
+    """The synthesis transform as ONNX, with dynamic batch and spatial sizes.
+
+    Parameters that are only used through a function of themselves (GDN's squared
+    reparametrization) are folded into constants by the exporter's optimizer.
+    """
+    from torch.export import Dim
+
+    program = torch.onnx.export(
+        synthesis.eval(),
+        (torch.zeros(2, *latent_shape),),
+        input_names=["latent"],
+        output_names=["image"],
+        dynamic_shapes=({0: Dim("n"), 2: Dim("h"), 3: Dim("w")},),
+        opset_version=18,
+        dynamo=True,
+        verbose=False,
+    )
+    program.optimize()
+    buffer = io.BytesIO()
+    program.save(buffer)
+    return buffer.getvalue()
+
+
+def _training_latents(model: FactorizedCodec, cfg: dict, data_dir: str | None) -> np.ndarray:
+    """The rounded latents of the run's training set (cut to ``--limit`` as the run was)."""
+    train_set = run_datasets(cfg, data_dir)[0]
+    if cfg.get("limit"):
+        train_set = Subset(train_set, range(min(cfg["limit"], len(train_set))))
+    loader = DataLoader(train_set, batch_size=1000)
+    return np.concatenate([model.quantized_latent(x) for x in loader])
+
+
+def metrics(codec: Codec, cfg: dict[str, Any], data_dir: str | None) -> dict[str, Any]:
+    """Real IRs decoded by the light client (the sizes and quality a user gets): the whole
+    test set for a codec of fixed geometry, Kodak for an any-size photo codec."""
+    if codec.model.any_size:
+        return photo_codec_metrics(codec, find_folders("kodak", data_dir)[0])
+    test_set = run_datasets(cfg, data_dir)[1]
+    _, h, w = codec.shape
+    total_bytes = psnr_sum = ssim_sum = 0.0
+    count = 0
+    for x in DataLoader(test_set, batch_size=500):
+        original = PIXELS.to_pixels(x).to(torch.uint8).numpy()
+        irs = codec.compress(list(original))
+        decoded = np.stack(codec.decompress(irs)).reshape(original.shape)
+        total_bytes += sum(len(ir) for ir in irs)
+        psnr_sum += psnr(original, decoded, per_image=True).sum()
+        a, b = (torch.from_numpy(v).float() / 255 for v in (original, decoded))
+        ssim_sum += ssim_per_image(a, b).sum().item()
+        count += len(x)
+    return {
+        "test_images": count,
+        "ir_bytes": round(total_bytes / count, 2),
+        "bpp": round(total_bytes * 8 / count / (h * w), 4),
+        "psnr_db": round(float(psnr_sum) / count, 3),
+        "ssim": round(ssim_sum / count, 4),
+    }
+
+
+def photo_codec_metrics(codec: Codec, folder: Path) -> dict[str, Any]:
+    """Mean bits per pixel (whole IRs) and RGB PSNR over the photos of ``folder``."""
+    bpp = psnr_sum = 0.0
+    files = image_files(folder)
+    for path in files:
+        image = open_image(path.read_bytes(), 1 << 28).convert("RGB")
+        pixels = model_input(image, codec.shape)
+        (ir,) = codec.compress([pixels])
+        (decoded,) = codec.decompress([ir])
+        bpp += len(ir) * 8 / (image.width * image.height)
+        psnr_sum += float(psnr(decoded, np.asarray(image)))
+    return {
+        "test_set": folder.name,
+        "test_images": len(files),
+        "bpp": round(bpp / len(files), 4),
+        "psnr_db": round(psnr_sum / len(files), 3),
+    }
+
+
+def summary(metrics: dict[str, Any]) -> str:
+    per_image = f"{metrics['ir_bytes']:.1f} B per image, " if "ir_bytes" in metrics else ""
+    where = metrics.get("test_set", "test set")
+    return f"{per_image}{metrics['bpp']:.3f} bpp at {metrics['psnr_db']:.2f} dB ({where})"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,8 +1,8 @@
-"""Training data cut from photos: random patches (photo codecs), LR/HR pairs (super-resolution)."""
+"""Training data cut from photo folders: random patches (photo codecs), LR/HR pairs
+(super-resolution), fixed centre crops (validation)."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from pathlib import Path
@@ -12,8 +12,9 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from latentwire.shared.images import UNIT, PixelRange
 from latentwire.shared.resample import downscale, modcrop
-from latentwire.training.data import DatasetError, default_data_dirs, image_files
+from latentwire.training.data import DatasetError, default_data_dirs, image_files, split_files
 
 log = logging.getLogger("latentwire.train")
 
@@ -35,25 +36,19 @@ def find_folders(spec: str, data_dir: str | os.PathLike | None) -> list[Path]:
     return folders
 
 
-def split_files(folders: list[Path], val_fraction: float) -> tuple[list[Path], list[Path]]:
-    """(train, validation) files; a file's side depends only on its name (a stable split)."""
-    files = [f for folder in folders for f in image_files(folder)]
-
-    def held_out(p: Path) -> bool:
-        return int(hashlib.sha256(p.name.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < val_fraction
-
-    train = [f for f in files if not held_out(f)]
-    val = [f for f in files if held_out(f)] or train[-1:]
-    return train, val
+def photo_split(spec: str, data_dir: str | os.PathLike | None, fraction: float):
+    """(train, held out) photo files of the folders ``spec`` names (see ``split_files``)."""
+    return split_files([f for d in find_folders(spec, data_dir) for f in image_files(d)], fraction)
 
 
-def _to_tensor(pixels: np.ndarray) -> torch.Tensor:
+def _to_tensor(pixels: np.ndarray, pixel_range: PixelRange = UNIT) -> torch.Tensor:
     # np.array copies: patches are often read-only views (rot90, flips) of the cached photos.
-    return torch.from_numpy(np.array(pixels)).permute(2, 0, 1).float().div_(255.0)
+    return pixel_range.to_model(torch.from_numpy(np.array(pixels)).permute(2, 0, 1).float())
 
 
 class RandomPatches(Dataset):
-    """``length`` random ``patch``-pixel squares a epoch, cut from photos (RGB in [0, 1]).
+    """``length`` random ``patch``-pixel squares a epoch, cut from photos (RGB, in
+    ``pixel_range``).
 
     Augmentation: horizontal and vertical flips, rotation by 0/90/180/270. Each item is
     drawn from a generator seeded by (seed, epoch, index): resumed and distributed runs
@@ -70,8 +65,10 @@ class RandomPatches(Dataset):
         seed: int = 0,
         augment: bool = True,
         align: int = 1,
+        pixel_range: PixelRange = UNIT,
     ) -> None:
         self.patch, self.length, self.align = patch, length, align
+        self.pixel_range = pixel_range
         self.seed, self.epoch, self.augment = seed, 0, augment
         self.files: list[Path] = []
         self.photos: list[np.ndarray] = []
@@ -121,7 +118,7 @@ class RandomPatches(Dataset):
         g, which, top, left = self.window(index)
         p = self.patch
         (patch,) = self.augmented(g, [self.photos[which][top : top + p, left : left + p]])
-        return _to_tensor(patch)
+        return _to_tensor(patch, self.pixel_range)
 
 
 class PatchPairs(RandomPatches):

@@ -18,28 +18,44 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 
 from latentwire.shared.generation import generate, to_uint8
+from latentwire.shared.images import UNIT, grid
 from latentwire.shared.models import ImageShape, get_model
-from latentwire.shared.pixels import grid
-from latentwire.training import autoencoder, distributed
+from latentwire.shared.models.loading import load_model
+from latentwire.shared.package import package_folder
+from latentwire.training import distributed
 from latentwire.training.adversarial import fit_adversarial
-from latentwire.training.loop import add_loop_arguments
+from latentwire.training.checkpoint import model_from_checkpoint
+from latentwire.training.data import (
+    ImageDataConfig,
+    LabelledImages,
+    add_image_arguments,
+    load_image_data,
+    random_hflip,
+    run_datasets,
+)
+from latentwire.training.loop import add_loop_arguments, recipe_main
 
 ARCHS = ("gan", "dcgan")
+FAMILIES = ARCHS
+TASK = "generate"
+PIXELS = UNIT
 # `latentwire train gan` and `latentwire train dcgan` are this one recipe.
 SUBCOMMAND_DEFAULTS = {arch: {"arch": arch} for arch in ARCHS}
 SAMPLE_SEED = 1234  # the fixed noise batch of the sample grids
 
 
 @dataclass
-class TrainConfig(autoencoder.ImageDataConfig):
+class TrainConfig(ImageDataConfig):
     arch: str = "dcgan"
     latent: int = 100
     features: int = 512  # dcgan: generator channels after the projection
@@ -56,34 +72,11 @@ class TrainConfig(autoencoder.ImageDataConfig):
             raise ValueError(f"arch must be one of {ARCHS}, not {self.arch!r}")
 
 
-def labels_of(images: Dataset) -> torch.Tensor | None:
-    """The class labels of a data set (or of a Subset of one); None where it has none."""
-    if isinstance(images, Subset):
-        labels = labels_of(images.dataset)
-        return None if labels is None else labels[list(images.indices)]
-    return getattr(images, "labels", None)
-
-
-class LabelledImages(Dataset):
-    """(image in [0, 1], label) pairs of a data set; label -1 where it has no classes."""
-
-    def __init__(self, images: Dataset) -> None:
-        self.images = images
-        self.labels = labels_of(images)
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        label = int(self.labels[index]) if self.labels is not None else -1
-        return (self.images[index] + 1) / 2, label
-
-
 def load_data(
     cfg: TrainConfig, runtime: distributed.Runtime
 ) -> tuple[LabelledImages, LabelledImages, ImageShape, int]:
     """(train, test, image shape, classes: 0 when unconditional)."""
-    train, test, shape = autoencoder.load_data(cfg, runtime)
+    train, test, shape = load_image_data(cfg, PIXELS)
     train, test = LabelledImages(train), LabelledImages(test)
     classes = 0
     if cfg.conditional:
@@ -102,12 +95,6 @@ def build(cfg: TrainConfig, shape: ImageShape, classes: int) -> tuple[nn.Module,
 def save_grid(generator: nn.Module, path: Path, n: int = 64) -> None:
     """Samples of the fixed noise batch (the generator must be in eval mode)."""
     grid(to_uint8(generate(generator, n, SAMPLE_SEED)), columns=8).save(path)
-
-
-def random_hflip(images: torch.Tensor) -> torch.Tensor:
-    """Each image of a batch mirrored left-right with probability 1/2."""
-    flip = torch.rand(len(images), device=images.device) < 0.5
-    return torch.where(flip[:, None, None, None], images.flip(-1), images)
 
 
 def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
@@ -184,9 +171,142 @@ def _train(cfg: TrainConfig, runtime: distributed.Runtime) -> nn.Module:
     )
 
 
+# The quality score of a generator, computed here: a Fréchet distance on the features of a
+# small classifier trained on the same data, and the class coverage.
+#
+#
+# No pretrained Inception network can be fetched in this workplace, so the published FID
+# (Inception-v3 pool features, 2048-d, ImageNet-trained) is not what this is. This is the
+# same formula, ||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)), over the 128-d
+# feature layer of ``classifier`` (``latentwire train classifier``), between ``n``
+# generated images and the ``n`` real test images. Its numbers are comparable only with
+# others computed with the same classifier and ``n``; the floor is the score of real
+# training images against the same test images ("real vs real"), which no generator can be
+# expected to beat. Coverage: how many classes the classifier assigns at least half their
+# fair share (n / classes / 2) of the generated images to; mode collapse shows up there.
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Between Gaussians fitted to the rows of ``a`` and ``b`` (float64, via eigh)."""
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    # Tr((S_a S_b)^(1/2)) = sum of sqrt(eigenvalues of S_a^(1/2) S_b S_a^(1/2)), a symmetric
+    # PSD matrix, so no general (and numerically touchy) matrix square root is needed.
+    values, vectors = np.linalg.eigh(cov_a)
+    root_a = (vectors * np.sqrt(values.clip(0))) @ vectors.T
+    middle = np.linalg.eigvalsh(root_a @ cov_b @ root_a)
+    trace_root = np.sqrt(middle.clip(0)).sum()
+    distance = ((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_root
+    return float(max(distance, 0.0))
+
+
+@torch.inference_mode()
+def features(classifier: nn.Module, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """(features (N, F) float64, predicted classes (N,)) of images (N, C, H, W) in [0, 1]."""
+    feats, predicted = [], []
+    for start in range(0, len(images), 1000):
+        f = classifier.embed(images[start : start + 1000])
+        feats.append(f.double().numpy())
+        predicted.append(classifier.head(f).argmax(1).numpy())
+    return np.concatenate(feats), np.concatenate(predicted)
+
+
+def real_images(data: Dataset, n: int) -> torch.Tensor:
+    """The first ``n`` images of a LabelledImages data set, (N, C, H, W) in [0, 1]."""
+    images = []
+    for batch, _ in DataLoader(data, batch_size=1000):
+        images.append(batch)
+        if sum(len(b) for b in images) >= n:
+            break
+    return torch.cat(images)[:n]
+
+
+def coverage(predicted: np.ndarray, classes: int) -> tuple[int, list[float]]:
+    """(classes with at least half their fair share, the share of each class)."""
+    shares = np.bincount(predicted, minlength=classes) / len(predicted)
+    return int((shares >= 0.5 / classes).sum()), [round(float(s), 4) for s in shares]
+
+
+def score(
+    classifier: nn.Module, images: torch.Tensor, reference: np.ndarray, classes: int
+) -> dict[str, object]:
+    f, predicted = features(classifier, images)
+    covered, shares = coverage(predicted, classes)
+    return {
+        "frechet_distance": round(frechet_distance(f, reference), 3),
+        "classes_covered": covered,
+        "class_shares": shares,
+    }
+
+
+def score_generator(
+    generator: nn.Module,
+    classifier: nn.Module,
+    train_set: Dataset,
+    test_set: Dataset,
+    n: int = 10_000,
+    seed: int = 0,
+) -> dict[str, object]:
+    """The generator's score and the real-vs-real floor, both against ``n`` test images."""
+    classifier = classifier.cpu().eval()
+    classes = classifier.config.classes
+    reference, _ = features(classifier, real_images(test_set, n))
+    floor = score(classifier, real_images(train_set, n), reference, classes)
+    generated = score(classifier, generate(generator.cpu().eval(), n, seed), reference, classes)
+    return {
+        **generated,
+        "real_floor": floor["frechet_distance"],
+        "real_classes_covered": floor["classes_covered"],
+        "n": n,
+        "seed": seed,
+    }
+
+
+def load_scorer(model: str) -> tuple[nn.Module, str]:
+    """(classifier, its id) from a package folder, a shipped model id or a checkpoint."""
+    if Path(model).is_file():
+        classifier = model_from_checkpoint(model)[0]
+        return classifier, str(model)
+    classifier, manifest = load_model(package_folder(model))
+    if manifest.task != "classify":
+        raise ValueError(f"{manifest.id} is a {manifest.task} model, not a classifier")
+    return classifier, manifest.id
+
+
+def labelled_sets(cfg: dict[str, Any], data_dir: str | None) -> tuple[Dataset, Dataset]:
+    """(train, test) of a run's data set as (image in [0, 1], label) pairs."""
+    train_set, test_set = run_datasets(cfg, data_dir, PIXELS)
+    return LabelledImages(train_set), LabelledImages(test_set)
+
+
+def default_id(cfg: dict[str, Any]) -> str:
+    return f"{cfg['dataset']}-{cfg['model']['family']}"
+
+
+def metrics(
+    model: nn.Module,
+    cfg: dict[str, Any],
+    data_dir: str | None,
+    classifier: str | None = None,
+    n: int = 10_000,
+) -> dict[str, Any]:
+    """For the package: the score, with the data set's classifier (default: the shipped
+    ``<dataset>-classifier``)."""
+    scorer, scorer_id = load_scorer(classifier or f"{cfg['dataset']}-classifier")
+    found = score_generator(model, scorer, *labelled_sets(cfg, data_dir), n)
+    return {**found, "classifier": scorer_id}
+
+
+def summary(metrics: dict[str, Any]) -> str:
+    return (
+        f"Fréchet distance {metrics['frechet_distance']} (real data {metrics['real_floor']}), "
+        f"{metrics['classes_covered']} classes covered"
+    )
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = TrainConfig()
-    autoencoder.add_image_arguments(parser, defaults)
+    add_image_arguments(parser, defaults)
     parser.add_argument("--latent", type=int, default=defaults.latent, help="noise size")
     parser.add_argument(
         "--features",
@@ -204,8 +324,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from latentwire.training.loop import recipe_main
-
     recipe_main("gan", __doc__, TrainConfig, add_arguments, train, argv)
 
 
