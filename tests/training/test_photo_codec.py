@@ -88,7 +88,7 @@ def test_an_ir_encoded_on_a_gpu_decodes_on_the_cpu(data_dir):
     assert abs(psnr(decoded["cuda"], pixels) - psnr(decoded["cpu"], pixels)) < 0.05
 
 
-_BIG = """
+_BIG = r"""
 import json, re, sys, numpy as np
 from latentwire.client.decoding import DecoderStore, decode_array
 from latentwire.shared.codec import Codec
