@@ -164,9 +164,21 @@ def encode_latent(latent: np.ndarray, tables: SymbolTables) -> bytes:
 def encode_latents(latents: np.ndarray, tables: SymbolTables) -> list[bytes]:
     """Code N integer latents of one shape (N, channels, ...), each into its own bytes.
 
-    The symbols and their tables are worked out for all N at once; only the coder runs
-    per latent (per-latent numpy calls cost more than the coding itself at 28x28).
+    The symbols and their tables are worked out for a group of latents at once, and only
+    the coder runs per latent (per-latent numpy calls cost more than the coding itself at
+    28x28); groups of :data:`GROUP` keep the table rows, a float per possible symbol value
+    of every symbol, to a few MB however big the batch.
     """
+    payloads = []
+    for start in range(0, len(latents), GROUP):
+        payloads += _encode_group(latents[start : start + GROUP], tables)
+    return payloads
+
+
+GROUP = 16  # latents whose table rows are looked up together (see encode_latents)
+
+
+def _encode_group(latents: np.ndarray, tables: SymbolTables) -> list[bytes]:
     symbols = _symbols(latents, tables)
     if not tables.one_per_channel:
         n, channels, positions = symbols.shape
