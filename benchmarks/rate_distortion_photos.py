@@ -51,7 +51,8 @@ BMSHJ2018_FACTORIZED = [
 
 
 def psnr_y(a: np.ndarray, b: np.ndarray) -> float:
-    return float(psnr(luma(a), luma(b)))
+    """PSNR on BT.601 luma; a grayscale image is its own."""
+    return float(psnr(luma(a), luma(b))) if a.ndim == 3 else float(psnr(a, b))
 
 
 def point(codec: str, setting: str, photos, coded, decoded, times) -> dict:
@@ -69,7 +70,7 @@ def point(codec: str, setting: str, photos, coded, decoded, times) -> dict:
     }
 
 
-def classical_points(photos: list[np.ndarray]) -> list[dict]:
+def classical_points(photos: list[np.ndarray], mode: str) -> list[dict]:
     rows = []
     for name, qualities in CLASSICAL.items():
         fmt = {"JPEG": "JPEG", "WebP": "WEBP", "AVIF": "AVIF"}[name]
@@ -82,37 +83,49 @@ def classical_points(photos: list[np.ndarray]) -> list[dict]:
                 enc.append(time.perf_counter() - began)
                 coded.append(buffer.getvalue())
                 began = time.perf_counter()
-                decoded.append(np.asarray(Image.open(io.BytesIO(coded[-1])).convert("RGB")))
+                decoded.append(np.asarray(Image.open(io.BytesIO(coded[-1])).convert(mode)))
                 dec.append(time.perf_counter() - began)
             rows.append(point(name, f"q{q}", photos, coded, decoded, (enc, dec)))
     return rows
 
 
-def photo_codecs(extra: list[Path]) -> list[Path]:
+def photo_codecs(extra: list[Path], channels: int) -> list[Path]:
+    """The any-size codecs (shipped, and in ``extra`` roots) of ``channels``, by level."""
     folders = [p for root in [ZOO_DIR, *extra] for p in list_packages(root)]
     found = []
     for folder in folders:
         manifest = read_manifest(folder)
-        if manifest.task == "codec" and manifest.config.get("transform") == "bmshj2018":
+        any_size = (
+            manifest.family == "hyperprior" or manifest.config.get("transform") == "bmshj2018"
+        )
+        if (
+            manifest.task == "codec"
+            and any_size
+            and manifest.config["shape"]["channels"] == channels
+        ):
             found.append(folder)
-    return sorted(found, key=lambda p: read_manifest(p).quality or 0)
+    return sorted(
+        found,
+        key=lambda p: (read_manifest(p).id.rpartition("-q")[0], read_manifest(p).quality or 0),
+    )
 
 
-def latentwire_points(photos: list[np.ndarray], folders: list[Path]) -> list[dict]:
+def latentwire_points(photos: list[np.ndarray], folders: list[Path], effort: int) -> list[dict]:
     rows = []
     for folder in folders:
         codec = Codec.load(folder)
         manifest = codec.manifest
         coded, decoded, enc, dec = [], [], [], []
         for photo in tqdm(photos, desc=manifest.id, leave=False):
-            pixels = np.ascontiguousarray(photo.transpose(2, 0, 1))
+            pixels = np.ascontiguousarray(np.atleast_3d(photo).transpose(2, 0, 1))
             began = time.perf_counter()
-            coded += codec.compress([pixels])
+            coded += codec.compress([pixels], effort)
             enc.append(time.perf_counter() - began)
             began = time.perf_counter()
             decoded += codec.decompress(coded[-1:])
             dec.append(time.perf_counter() - began)
-        rows.append(point("latentwire", manifest.id, photos, coded, decoded, (enc, dec)))
+        setting = manifest.id + (f" effort {effort}" if effort else "")
+        rows.append(point("latentwire", setting, photos, coded, decoded, (enc, dec)))
     return rows
 
 
@@ -126,14 +139,19 @@ def main() -> None:
     parser.add_argument("--models", type=Path, action="append", default=[], help="extra roots")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument(
+        "--gray", action="store_true", help="Kodak in grayscale, the grayscale codecs"
+    )
+    parser.add_argument("--effort", type=int, default=0, help="latentwire's encoder effort")
     args = parser.parse_args()
 
+    mode = "L" if args.gray else "RGB"
     photos = []
     for path in image_files(find_folders("kodak", args.data_dir)[0]):
-        photos.append(np.asarray(open_image(path.read_bytes(), 1 << 28).convert("RGB")))
-    folders = photo_codecs(args.models)
-    ours = latentwire_points(photos, folders)
-    rows = ours + classical_points(photos)
+        photos.append(np.asarray(open_image(path.read_bytes(), 1 << 28).convert(mode)))
+    folders = photo_codecs(args.models, 1 if args.gray else 3)
+    ours = latentwire_points(photos, folders, args.effort)
+    rows = ours + classical_points(photos, mode)
     published = [{"psnr_db": d, "bpp": b} for b, d in BMSHJ2018_FACTORIZED]
     classical = {name: [r for r in rows if r["codec"] == name] for name in CLASSICAL}
     bd = {name: bd_rate(points, ours, "bpp") for name, points in classical.items()}
@@ -142,23 +160,29 @@ def main() -> None:
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    name = (
+        "rd_kodak"
+        + ("_gray" if args.gray else "")
+        + (f"_effort{args.effort}" if args.effort else "")
+    )
     result = {
-        "dataset": "kodak",
+        "dataset": "kodak" + (" (grayscale)" if args.gray else ""),
+        "effort": args.effort,
         "images": len(photos),
         "machine": machine,
         "rows": rows,
         "bd_rate_percent_vs": bd,
         "bd_rate_y_percent_vs": bd_y,
     }
-    (out / "rd_kodak.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     plot(
         rows,
-        out / "rd_kodak.png",
-        "Kodak, 24 photos, each coded on its own",
+        out / f"{name}.png",
+        "Kodak" + (" in grayscale" if args.gray else "") + ", 24 photos, each coded on its own",
         rate="bpp",
         rate_label="bits per pixel (whole message)",
-        psnr_label="RGB PSNR (dB)",
-        limits=((0, 1.6), (22, 40)),
+        psnr_label="PSNR (dB)" if args.gray else "RGB PSNR (dB)",
+        limits=((0, 2.5), (22, 44)),
         extra=published_points,
     )
     print(f"kodak: {len(photos)} photos on {machine}")

@@ -53,16 +53,22 @@ def _encode(argv: list[str]) -> int:
     )
     parser.add_argument("--quality", type=int, default=None)
     parser.add_argument(
+        "--effort",
+        type=int,
+        default=0,
+        help="0 (one pass) to 3: more encoder time for fewer bytes, the same decoder",
+    )
+    parser.add_argument(
         "--local", action="store_true", help="encode here with torch instead of on a server"
     )
     _server_args(parser)
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.local:
-        irs = _encode_locally(args.images, args.model, args.quality)
+        irs = _encode_locally(args.images, args.model, args.quality, args.effort)
     else:
         with _client(args) as client:
-            irs = client.encode_many(args.images, args.model, args.quality)
+            irs = client.encode_many(args.images, args.model, args.quality, args.effort)
     for path, ir in zip(args.images, irs, strict=True):
         target = args.out / (path.stem + SUFFIX)
         target.write_bytes(ir)
@@ -70,7 +76,9 @@ def _encode(argv: list[str]) -> int:
     return 0
 
 
-def _encode_locally(paths: list[Path], model: str | None, quality: int | None) -> list[bytes]:
+def _encode_locally(
+    paths: list[Path], model: str | None, quality: int | None, effort: int = 0
+) -> list[bytes]:
     """Encode here, with torch (the [server] or [training] extra): the server's choice of
     codec (:class:`~latentwire.shared.codec.CodecChoice`) among the shipped ones, and the
     same :class:`~latentwire.shared.codec.Codec`, loaded only for the levels used."""
@@ -93,7 +101,7 @@ def _encode_locally(paths: list[Path], model: str | None, quality: int | None) -
         chosen = choose(image)
         if chosen not in codecs:
             codecs[chosen] = Codec.load(folders[chosen])
-        irs += codecs[chosen].compress([model_input(image, codecs[chosen].shape)])
+        irs += codecs[chosen].compress([model_input(image, codecs[chosen].shape)], effort)
     return irs
 
 

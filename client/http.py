@@ -136,11 +136,16 @@ class _Base:
 
     @staticmethod
     def _encode_args(
-        images: list[ImageInput], model: str | None, quality: int | None, batch: bool
+        images: list[ImageInput],
+        model: str | None,
+        quality: int | None,
+        effort: int,
+        batch: bool,
     ) -> dict[str, Any]:
         """/encode takes its one image as the raw body (no multipart parsing on the server);
         /encode/batch takes multipart fields ``files``."""
-        params = {k: v for k, v in {"model": model, "quality": quality}.items() if v is not None}
+        given = {"model": model, "quality": quality, "effort": effort or None}
+        params = {k: v for k, v in given.items() if v is not None}
         if not batch:
             (image,) = images
             return {"content": image_bytes(image), "params": params, "headers": _RAW_IMAGE}
@@ -200,17 +205,26 @@ class Client(_Base):
         return self._request("GET", f"/models/{model}/decoder").content
 
     def encode(
-        self, image: ImageInput, model: str | None = None, quality: int | None = None
+        self,
+        image: ImageInput,
+        model: str | None = None,
+        quality: int | None = None,
+        effort: int = 0,
     ) -> bytes:
-        """The IR of one image."""
-        args = self._encode_args([image], model, quality, batch=False)
+        """The IR of one image; ``effort`` above 0 asks for fewer bytes at the same quality
+        for more of the server's time (the same decoder)."""
+        args = self._encode_args([image], model, quality, effort, batch=False)
         return self._request("POST", "/encode", **args).content
 
     def encode_many(
-        self, images: Iterable[ImageInput], model: str | None = None, quality: int | None = None
+        self,
+        images: Iterable[ImageInput],
+        model: str | None = None,
+        quality: int | None = None,
+        effort: int = 0,
     ) -> list[bytes]:
         """One IR per image, in one request."""
-        args = self._encode_args(list(images), model, quality, batch=True)
+        args = self._encode_args(list(images), model, quality, effort, batch=True)
         return list(msgpack.unpackb(self._request("POST", "/encode/batch", **args).content))
 
     def decode(self, ir: bytes) -> Image.Image:
@@ -277,15 +291,23 @@ class AsyncClient(_Base):
         raise AssertionError("unreachable")
 
     async def encode(
-        self, image: ImageInput, model: str | None = None, quality: int | None = None
+        self,
+        image: ImageInput,
+        model: str | None = None,
+        quality: int | None = None,
+        effort: int = 0,
     ) -> bytes:
-        args = self._encode_args([image], model, quality, batch=False)
+        args = self._encode_args([image], model, quality, effort, batch=False)
         return (await self._request("POST", "/encode", **args)).content
 
     async def encode_many(
-        self, images: Iterable[ImageInput], model: str | None = None, quality: int | None = None
+        self,
+        images: Iterable[ImageInput],
+        model: str | None = None,
+        quality: int | None = None,
+        effort: int = 0,
     ) -> list[bytes]:
-        args = self._encode_args(list(images), model, quality, batch=True)
+        args = self._encode_args(list(images), model, quality, effort, batch=True)
         return list(msgpack.unpackb((await self._request("POST", "/encode/batch", **args)).content))
 
     async def decode(self, ir: bytes) -> Image.Image:

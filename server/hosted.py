@@ -50,6 +50,9 @@ class HostedCodec:
     task: ClassVar[str] = "codec"
     codec: Codec
     batcher: DynamicBatcher = field(init=False)
+    # Effort above 0 (latent refinement: seconds for a photo) queues apart, on a worker of
+    # its own, so one-pass encodes never wait behind it.
+    refiner: DynamicBatcher = field(init=False)
 
     @classmethod
     def load(cls, folder: Path, device: torch.device, settings: Settings) -> HostedCodec:
@@ -65,6 +68,16 @@ class HostedCodec:
 
     def handle(self, images: list[np.ndarray]) -> list[bytes]:
         return self.codec.compress(images)
+
+    def refine(self, items: list[tuple[np.ndarray, int]]) -> list[bytes]:
+        """(image, effort) items -> IRs, each effort's images compressed together."""
+        irs: list[bytes] = [b""] * len(items)
+        for effort in sorted({e for _, e in items}):
+            places = [i for i, (_, e) in enumerate(items) if e == effort]
+            coded = self.codec.compress([items[i][0] for i in places], effort)
+            for i, ir in zip(places, coded, strict=True):
+                irs[i] = ir
+        return irs
 
     def size(self, image: np.ndarray) -> int:
         return 1

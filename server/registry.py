@@ -20,6 +20,7 @@ from latentwire.server.hosted import HOSTED, Hosted, HostedCodec, HostedGenerato
 from latentwire.server.settings import Settings
 from latentwire.server.workers import ModelWorker, ProcessLanes
 from latentwire.shared.codec import CodecChoice
+from latentwire.shared.models.codec import ENCODE_CHUNK
 from latentwire.shared.models.loading import pick_device
 from latentwire.shared.package import ZOO_DIR, list_packages, read_manifest
 
@@ -75,6 +76,7 @@ class ModelRegistry:
             s.default_quality,
             s.small_codec,
             s.photo_codec,
+            s.gray_photo_codec,
         )
 
     @property
@@ -111,10 +113,24 @@ class ModelRegistry:
             )
             await loop.run_in_executor(worker, hosted.warm_up)
             hosted.batcher.start()
+            if isinstance(hosted, HostedCodec):
+                refining = ModelWorker(f"{model_id}-effort", self.device, threads, nice)
+                self._workers.append(refining)
+                hosted.refiner = DynamicBatcher(
+                    hosted.refine,
+                    refining,
+                    max_batch=ENCODE_CHUNK if s.batching else 1,
+                    max_wait_ms=s.max_wait_ms if s.batching else 0,
+                    capacity=s.effort_queue_capacity,
+                    on_batch=lambda n, sec, model=f"{model_id}+effort": on_batch(model, n, sec),
+                )
+                hosted.refiner.start()
 
     async def stop(self) -> None:
         for hosted in self.hosted.values():
             await hosted.batcher.stop()
+            if isinstance(hosted, HostedCodec):
+                await hosted.refiner.stop()
         for worker in self._workers:
             worker.shutdown(wait=True)
         for hosted in self.hosted.values():

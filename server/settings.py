@@ -9,7 +9,13 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from latentwire.shared.codec import AUTO, DEFAULT_QUALITY, PHOTO_CODEC, SMALL_CODEC
+from latentwire.shared.codec import (
+    AUTO,
+    DEFAULT_QUALITY,
+    GRAY_PHOTO_CODEC,
+    PHOTO_CODEC,
+    SMALL_CODEC,
+)
 
 TASKS = ("codec", "upscale", "generate")  # what a server can host, by route family
 
@@ -34,6 +40,9 @@ class Settings(BaseSettings):
         SMALL_CODEC, description="auto: the codec for images of its exact size and mode"
     )
     photo_codec: str = Field(PHOTO_CODEC, description="auto: the codec for every other image")
+    gray_photo_codec: str = Field(
+        GRAY_PHOTO_CODEC, description="auto: the codec for other grayscale images, when hosted"
+    )
     default_quality: int = Field(
         DEFAULT_QUALITY, ge=1, description="quality used when none is named"
     )
@@ -52,6 +61,12 @@ class Settings(BaseSettings):
     )
     queue_capacity: int = Field(4096, ge=1, description="images waiting per model before 503")
     request_timeout_s: float = Field(30.0, gt=0, description="a request waits at most this (504)")
+    max_effort: int = Field(
+        3, ge=0, le=3, description="the highest encoder effort /encode accepts (0: one pass only)"
+    )
+    effort_queue_capacity: int = Field(
+        64, ge=1, description="images waiting per codec for effort above 0 before 503"
+    )
     default_upscaler: str = Field("sr2x", description="upscaler used when none is named")
     max_upscale_pixels: int = Field(
         2048 * 2048, ge=1, description="largest image /upscale takes, read from its header (413)"

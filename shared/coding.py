@@ -220,3 +220,63 @@ def decode_latent(payload: bytes, tables: SymbolTables, shape: tuple[int, ...]) 
     if not coder.is_empty():
         raise CodingError("payload holds more data than the latent it should code (corrupt?)")
     return (np.stack(rows).astype(np.int32) - tables.radius).reshape(shape)
+
+
+# Hyperprior codecs (latentwire.shared.hyper): one ANS stream holds the hyper-latent z,
+# each channel with its own table, then the latent y, each element with the table of its
+# scale index. The decoder knows every index before it reads a symbol of y, so the
+# symbols of y are coded grouped by index (0, 1, ... L-1; raster order within a group),
+# one prebuilt model per group: no table is looked up per symbol.
+
+
+def encode_hyper(
+    z: np.ndarray,
+    z_tables: SymbolTables,
+    y: np.ndarray,
+    index: np.ndarray,
+    scale_tables: list[SymbolTables],
+) -> bytes:
+    """Code integer ``z`` (Cz, ...) with one table per channel, then the integer values
+    ``y`` (M, ...) (the latent minus its means), each with ``scale_tables[index]``."""
+    z_symbols = _symbols(z[None], z_tables)[0]
+    coder = constriction.stream.stack.AnsCoder()
+    # A stack: the last pushed is read first. The decoder reads z, then y by index.
+    flat_y, flat_index = y.ravel(), index.ravel()
+    for level in reversed(range(len(scale_tables))):
+        where = flat_index == level
+        if where.any():
+            table = scale_tables[level]
+            symbols = np.clip(flat_y[where], -table.radius, table.radius) + table.radius
+            coder.encode_reverse(symbols.astype(np.int32), table.models[0])
+    for c in reversed(range(z_tables.channels)):
+        coder.encode_reverse(z_symbols[c], z_tables.models[c])
+    return coder.get_compressed().astype("<u4").tobytes().rstrip(b"\0")
+
+
+def decode_hyper(
+    payload: bytes,
+    z_tables: SymbolTables,
+    z_shape: tuple[int, ...],
+    scale_tables: list[SymbolTables],
+    parameters,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`encode_hyper`: (z, y values). ``parameters(z)`` gives the scale
+    index of every element of y (and its shape) from the decoded z: the hyper-synthesis."""
+    z_tables.check_latent_shape(z_shape)
+    per_channel = int(np.prod(z_shape[1:], dtype=np.int64))
+    padded = payload + b"\0" * (-len(payload) % 4)
+    try:
+        coder = constriction.stream.stack.AnsCoder(np.frombuffer(padded, "<u4").astype(np.uint32))
+        z_rows = [coder.decode(z_tables.models[c], per_channel) for c in range(z_tables.channels)]
+        z = (np.stack(z_rows).astype(np.int32) - z_tables.radius).reshape(z_shape)
+        index = parameters(z)
+        flat_index, y = index.ravel(), np.empty(index.size, dtype=np.int32)
+        for level, table in enumerate(scale_tables):
+            where = np.flatnonzero(flat_index == level)
+            if len(where):
+                y[where] = coder.decode(table.models[0], len(where)).astype(np.int32) - table.radius
+    except (ValueError, RuntimeError) as e:
+        raise CodingError(f"payload is not valid ANS data ({e})") from None
+    if not coder.is_empty():
+        raise CodingError("payload holds more data than the latent it should code (corrupt?)")
+    return z, y.reshape(index.shape)

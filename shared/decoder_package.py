@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import msgpack
 import numpy as np
 
+from latentwire.shared import hyper
 from latentwire.shared.coding import SymbolTables
 
 DECODER_NAME = "decoder.msgpack"
@@ -20,7 +21,9 @@ DECODER_NAME = "decoder.msgpack"
 # context (see SymbolTables), frequencies as uint16 (a row sums to 2**16 over 3 or more
 # entries, each at least 1, so none reaches 2**16). Packages with one table per channel
 # are still written as format 1, so their bytes and digests stay what they were.
-FORMATS = (1, 2)
+# 3: hyperprior codecs: per-channel tables for z (uint16), the fixed scale tables of y
+# (uint16, one radius each) and the integer hyper-synthesis (see latentwire.shared.hyper).
+FORMATS = (1, 2, 3)
 MAX_CONTEXTS = 64
 MAX_PACKAGE_BYTES = 256 << 20
 
@@ -40,12 +43,15 @@ class DecoderPackage:
     image_shape: tuple[int, int, int]  # (channels, height, width); height/width 0 = any size
     latent_shape: tuple[int, int, int]  # (channels, height, width); 0 = from the image size
     stride: int  # image side / latent side, for size-agnostic models
-    tables: SymbolTables
+    tables: SymbolTables  # of the latent; of the hyper-latent z for a hyperprior codec
     onnx: bytes
     digest: int = 0  # of the serialized package; set by from_bytes (see digest_of)
+    hyper: HyperTables | None = None  # a hyperprior codec's: y's tables, the hyper-synthesis
 
     def to_bytes(self) -> bytes:
         tables = self.tables
+        if self.hyper is not None:
+            return self._hyper_bytes()
         fields = {
             "format": 1 if tables.one_per_channel else 2,
             "model": self.model,
@@ -63,12 +69,45 @@ class DecoderPackage:
         fields["onnx"] = self.onnx
         return msgpack.packb(fields, use_bin_type=True)
 
+    def _hyper_bytes(self) -> bytes:
+        h = self.hyper
+        fields = {
+            "format": 3,
+            "model": self.model,
+            "image_shape": list(self.image_shape),
+            "latent_shape": list(self.latent_shape),
+            "stride": self.stride,
+            "radius": self.tables.radius,
+            "frequencies": self.tables.frequencies.astype("<u2").tobytes(),
+            "scale_radii": [t.radius for t in h.scale_tables],
+            "scale_frequencies": b"".join(
+                t.frequencies.astype("<u2").tobytes() for t in h.scale_tables
+            ),
+            "hyper": {
+                "mean": h.synthesis.mean,
+                "constants": hyper_constants(),
+                "layers": [
+                    {
+                        "kind": layer.kind,
+                        "shape": list(layer.weight.shape),
+                        "weight": layer.weight.astype("<i4").tobytes(),
+                        "bias": layer.bias.astype("<i8").tobytes(),
+                    }
+                    for layer in h.synthesis.layers
+                ],
+            },
+            "onnx": self.onnx,
+        }
+        return msgpack.packb(fields, use_bin_type=True)
+
     @classmethod
     def from_bytes(cls, data: bytes) -> DecoderPackage:
         if len(data) > MAX_PACKAGE_BYTES:
             raise DecoderPackageError("decoder package is too large")
         try:
-            d = msgpack.unpackb(data, raw=False, max_str_len=1024, max_array_len=16)
+            d = msgpack.unpackb(data, raw=False, max_str_len=1024, max_array_len=256)
+            if d.get("format") == 3:
+                return cls._from_hyper(d, data)
             shape = tuple(int(v) for v in d["image_shape"])
             latent = tuple(int(v) for v in d["latent_shape"])
             radius = int(d["radius"])
@@ -91,3 +130,72 @@ class DecoderPackage:
         except (DecoderPackageError, KeyError, TypeError, ValueError, msgpack.UnpackException) as e:
             raise DecoderPackageError(f"malformed decoder package ({e})") from None
         return cls(model, shape, latent, stride, tables, onnx, digest_of(data))
+
+    @classmethod
+    def _from_hyper(cls, d: dict, data: bytes) -> DecoderPackage:
+        shape = tuple(int(v) for v in d["image_shape"])
+        latent = tuple(int(v) for v in d["latent_shape"])
+        if len(shape) != 3 or len(latent) != 3 or shape[1] or latent[1]:
+            raise ValueError("a hyperprior codec takes images of any size")
+        radius = int(d["radius"])
+        if not 0 < radius < 4096:
+            raise ValueError(f"radius {radius} out of bounds")
+        z_freq = np.frombuffer(d["frequencies"], dtype="<u2").reshape(-1, 2 * radius + 1)
+        z_tables = SymbolTables(radius, z_freq.astype(np.uint32))
+        radii = [int(r) for r in d["scale_radii"]]
+        if len(radii) != hyper.SCALES or not all(0 < r < 4096 for r in radii):
+            raise ValueError("scale tables do not match this decoder's scale levels")
+        flat = np.frombuffer(d["scale_frequencies"], dtype="<u2")
+        if len(flat) != sum(2 * r + 1 for r in radii):
+            raise ValueError("scale tables are cut short")
+        scale_tables, start = [], 0
+        for r in radii:
+            row = flat[start : start + 2 * r + 1].astype(np.uint32)[None]
+            scale_tables.append(SymbolTables(r, row))
+            start += 2 * r + 1
+        h = d["hyper"]
+        if h["constants"] != hyper_constants():
+            raise ValueError("its integer hyper-synthesis uses other constants than this decoder")
+        layers = []
+        for layer in h["layers"]:
+            out, c_in, k, k2 = (int(v) for v in layer["shape"])
+            if out * c_in * k * k2 > 1 << 24:
+                raise ValueError("a hyper-synthesis layer is too large")
+            weight = np.frombuffer(layer["weight"], "<i4").astype(np.int64)
+            bias = np.frombuffer(layer["bias"], "<i8").astype(np.int64)
+            layers.append(
+                hyper.IntegerLayer(str(layer["kind"]), weight.reshape(out, c_in, k, k2), bias)
+            )
+        synthesis = hyper.HyperSynthesis(tuple(layers), latent[0], bool(h["mean"]))
+        if layers[0].weight.shape[1] != z_tables.channels:
+            raise ValueError("the hyper-synthesis does not take the hyper-latent's channels")
+        return cls(
+            str(d["model"]),
+            shape,
+            latent,
+            int(d["stride"]),
+            z_tables,
+            bytes(d["onnx"]),
+            digest_of(data),
+            HyperTables(scale_tables, synthesis),
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class HyperTables:
+    """What a hyperprior codec's decoder adds: the scale tables of y and the integer
+    hyper-synthesis that picks one (and a mean) for every element of y."""
+
+    scale_tables: list[SymbolTables]
+    synthesis: hyper.HyperSynthesis
+
+
+def hyper_constants() -> dict[str, int]:
+    """The integer arithmetic a format-3 package's hyper-synthesis was exported for."""
+    return {
+        "weight_bits": hyper.WEIGHT_BITS,
+        "activation_bits": hyper.ACTIVATION_BITS,
+        "activation_max": hyper.ACTIVATION_MAX,
+        "scales": hyper.SCALES,
+        "mean_max": hyper.MEAN_MAX,
+    }

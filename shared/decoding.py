@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 import onnxruntime as ort
 
-from latentwire.shared.coding import CodingError, decode_latent
+from latentwire.shared.coding import CodingError, decode_hyper, decode_latent
 from latentwire.shared.decoder_package import DecoderPackage
 from latentwire.shared.images import SIGNED
 from latentwire.shared.tiling import codec_tiles
@@ -65,7 +65,7 @@ class Decoder:
         for i, ir in enumerate(irs):
             shape = self.latent_shape(ir)
             try:
-                latents.append(decode_latent(ir.payload, self.package.tables, shape))
+                latents.append(self._latent(ir.payload, shape))
             except CodingError as e:
                 raise IRError(str(e)) from None
             by_shape.setdefault(shape, []).append(i)
@@ -78,6 +78,26 @@ class Decoder:
                 image = image[:, :h, :w].transpose(1, 2, 0)
                 images[i] = image[..., 0] if image.shape[2] == 1 else image
         return images
+
+    def _latent(self, payload: bytes, shape: tuple[int, int, int]) -> np.ndarray:
+        """The integer latent of a payload: with the fixed tables, or for a hyperprior
+        codec, z first, then y with the tables and means the hyper-synthesis gives."""
+        hyper = self.package.hyper
+        if hyper is None:
+            return decode_latent(payload, self.package.tables, shape)
+        _, h, w = shape
+        z_shape = (self.package.tables.channels, -(-h // 4), -(-w // 4))
+        means: list[np.ndarray] = []
+
+        def parameters(z: np.ndarray) -> np.ndarray:
+            index, mean = hyper.synthesis(z, (h, w))
+            means.append(mean)
+            return index
+
+        _, values = decode_hyper(
+            payload, self.package.tables, z_shape, hyper.scale_tables, parameters
+        )
+        return values + means[0]
 
     def _synthesize(self, latents: np.ndarray) -> np.ndarray:
         """uint8 images from latents, in runs of exactly ``CHUNK`` (the last one padded).

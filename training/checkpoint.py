@@ -77,3 +77,15 @@ def model_from_checkpoint(checkpoint: str | Path) -> tuple[nn.Module, dict[str, 
     model = get_model(cfg["model"]["family"], **cfg["model"]["config"])
     model.load_state_dict(state["model"])
     return model.eval(), cfg, state
+
+
+def init_weights(init: str | Path) -> dict[str, torch.Tensor]:
+    """The weights ``--init`` names: a training checkpoint, or a model package (its folder
+    or a shipped model's id), its weights checked against its manifest."""
+    if Path(init).is_file():
+        return load_checkpoint(init)["model"]
+    from safetensors.torch import load_file
+
+    from latentwire.shared.package import package_folder, verified_weights_path
+
+    return load_file(verified_weights_path(package_folder(init)))

@@ -24,7 +24,10 @@ from latentwire.shared.package import (
     MANIFEST_NAME,
     WEIGHTS_NAME,
     Manifest,
+    PackageError,
     file_sha256,
+    package_folder,
+    read_manifest,
     write_atomically,
 )
 from latentwire.training.checkpoint import load_checkpoint, model_from_checkpoint
@@ -88,8 +91,18 @@ def _training(cfg: dict[str, Any], state: dict[str, Any], extra: dict[str, Any])
 def _init_provenance(init: str | None) -> dict[str, Any] | None:
     """How the checkpoint a run started from (``--init``) was trained, and so on back: a
     fine-tuned model's manifest then holds every command and second that made it."""
-    if not init or not Path(init).is_file():
+    if not init:
         return None
+    if not Path(init).is_file():  # a model package: its manifest holds its own history
+        try:
+            manifest = read_manifest(package_folder(init))
+        except PackageError:
+            return None
+        return {
+            "package": manifest.id,
+            "weights_sha256": manifest.weights_sha256,
+            **manifest.training,
+        }
     state = load_checkpoint(init)
     cfg = state["config"]
     found = {

@@ -42,13 +42,16 @@ def photo_split(spec: str, data_dir: str | os.PathLike | None, fraction: float):
 
 
 def _to_tensor(pixels: np.ndarray, pixel_range: PixelRange = UNIT) -> torch.Tensor:
+    """(H, W, C) or (H, W) pixels -> (C, H, W) in ``pixel_range``."""
     # np.array copies: patches are often read-only views (rot90, flips) of the cached photos.
-    return pixel_range.to_model(torch.from_numpy(np.array(pixels)).permute(2, 0, 1).float())
+    pixels = np.array(pixels)
+    pixels = pixels[..., None] if pixels.ndim == 2 else pixels
+    return pixel_range.to_model(torch.from_numpy(pixels).permute(2, 0, 1).float())
 
 
 class RandomPatches(Dataset):
-    """``length`` random ``patch``-pixel squares a epoch, cut from photos (RGB, in
-    ``pixel_range``).
+    """``length`` random ``patch``-pixel squares a epoch, cut from photos (``mode`` RGB
+    or L, in ``pixel_range``).
 
     Augmentation: horizontal and vertical flips, rotation by 0/90/180/270. Each item is
     drawn from a generator seeded by (seed, epoch, index): resumed and distributed runs
@@ -66,6 +69,7 @@ class RandomPatches(Dataset):
         augment: bool = True,
         align: int = 1,
         pixel_range: PixelRange = UNIT,
+        mode: str = "RGB",
     ) -> None:
         self.patch, self.length, self.align = patch, length, align
         self.pixel_range = pixel_range
@@ -75,7 +79,7 @@ class RandomPatches(Dataset):
         self.skipped = 0
         for path in files:
             with Image.open(path) as image:
-                photo = modcrop(image.convert("RGB"), align)
+                photo = modcrop(image.convert(mode), align)
             if min(photo.size) < patch:
                 self.skipped += 1
                 continue

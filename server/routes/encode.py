@@ -21,6 +21,27 @@ ModelQuery = Annotated[
     ),
 ]
 QualityQuery = Annotated[int | None, Query(ge=1, le=100, description="quality level, 1 = smallest")]
+EffortQuery = Annotated[
+    int,
+    Query(ge=0, le=3, description="0: one pass; 1-3: more encoder time, fewer bytes, same decoder"),
+]
+
+
+async def _compress(
+    codec: HostedCodec, pixels: list, effort: int, request: Request, settings
+) -> list[bytes]:
+    """IRs of model inputs: one pass through the codec's batcher, or with effort above 0
+    through its refiner (a queue and a worker of its own)."""
+    if effort > settings.max_effort:
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"effort {effort} is above this server's highest, {settings.max_effort}",
+        )
+    if effort == 0:
+        return await run_batched(codec.batcher, pixels, request, settings.request_timeout_s)
+    items = [(p, effort) for p in pixels]
+    return await run_batched(codec.refiner, items, request, settings.request_timeout_s)
 
 
 def _headers(codec: HostedCodec, size: int) -> dict[str, str]:
@@ -39,7 +60,10 @@ def _headers(codec: HostedCodec, size: int) -> dict[str, str]:
     openapi_extra=image_body("file"),
 )
 async def encode(
-    request: Request, model: ModelQuery = None, quality: QualityQuery = None
+    request: Request,
+    model: ModelQuery = None,
+    quality: QualityQuery = None,
+    effort: EffortQuery = 0,
 ) -> Response:
     registry = registry_of(request)
     pick, settings = registry.codec_chooser(model, quality), registry.settings
@@ -47,7 +71,7 @@ async def encode(
     image = open_image(data, settings.max_pixels)
     codec = pick(image)
     pixels = model_input(image, codec.shape)
-    (ir,) = await run_batched(codec.batcher, [pixels], request, settings.request_timeout_s)
+    (ir,) = await _compress(codec, [pixels], effort, request, settings)
     return Response(ir, media_type="application/msgpack", headers=_headers(codec, len(ir)))
 
 
@@ -77,7 +101,10 @@ async def encode(
     },
 )
 async def encode_batch(
-    request: Request, model: ModelQuery = None, quality: QualityQuery = None
+    request: Request,
+    model: ModelQuery = None,
+    quality: QualityQuery = None,
+    effort: EffortQuery = 0,
 ) -> Response:
     registry = registry_of(request)
     pick, settings = registry.codec_chooser(model, quality), registry.settings
@@ -98,7 +125,7 @@ async def encode_batch(
         pixels.append(model_input(image, codec.shape))
     irs: list[bytes] = [b""] * len(images)
     for codec, places, pixels in by_codec.values():  # with `auto`, one group per codec
-        coded = await run_batched(codec.batcher, pixels, request, settings.request_timeout_s)
+        coded = await _compress(codec, pixels, effort, request, settings)
         for i, ir in zip(places, coded, strict=True):
             irs[i] = ir
     body = msgpack.packb(irs, use_bin_type=True)

@@ -1,6 +1,12 @@
 """Model families (torch). Importing this package registers every family."""
 
-from latentwire.shared.models import autoencoders, codec, gan, sr  # noqa: F401  (registers)
+from latentwire.shared.models import (  # noqa: F401  (registers)
+    autoencoders,
+    codec,
+    gan,
+    hyperprior,
+    sr,
+)
 from latentwire.shared.models.registry import (
     ImageShape,
     config_to_dict,

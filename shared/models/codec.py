@@ -15,7 +15,7 @@ from torch import nn
 
 from latentwire.shared.decoder_package import MAX_CONTEXTS
 from latentwire.shared.models.autoencoders import ConvAutoencoder, ConvConfig
-from latentwire.shared.models.entropy import FactorizedPrior
+from latentwire.shared.models.entropy import FactorizedPrior, nonzero_before
 from latentwire.shared.models.layers import GDN, conv, deconv
 from latentwire.shared.models.registry import ImageShape, register_family
 from latentwire.shared.tiling import codec_tiles
@@ -72,19 +72,7 @@ class FactorizedCodec(nn.Module):
         if not self.any_size and (s.height % self.stride or s.width % self.stride):
             raise ValueError(f"height and width must be multiples of {self.stride}")
         if self.any_size:
-            c = s.channels
-            self.analysis = nn.Sequential(
-                conv(c, n), GDN(n), conv(n, n), GDN(n), conv(n, n), GDN(n), conv(n, m)
-            )
-            self.synthesis = nn.Sequential(
-                deconv(m, n),
-                GDN(n, inverse=True),
-                deconv(n, n),
-                GDN(n, inverse=True),
-                deconv(n, n),
-                GDN(n, inverse=True),
-                deconv(n, c),
-            )
+            self.analysis, self.synthesis = bmshj2018_transforms(s.channels, n, m)
         elif config.transform == "conv":
             prototype = ConvAutoencoder(ConvConfig(s))
             self.analysis, self.synthesis = prototype.encoder, prototype.decoder
@@ -111,6 +99,20 @@ class FactorizedCodec(nn.Module):
         analysis; the training recipe also fixes its parameters)."""
         y_hat, likelihoods = self.prior(self.analysis(x), hard)
         return self.synthesis(y_hat), likelihoods
+
+    def rate_distortion(
+        self, y: torch.Tensor, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(bits, squared error on the [0, 1] scale), per image, of coding the float latent
+        ``y`` rounded (gradients straight through) for the images ``x``: what encoder-side
+        latent refinement minimizes (see :meth:`latentwire.shared.codec.Codec.compress`)."""
+        y_hat = y + (torch.round(y) - y).detach()
+        context = nonzero_before(torch.round(y).detach()) if self.prior.contexts > 1 else None
+        # The rate at y itself, smooth in y (the mass of its unit interval, as in training);
+        # the distortion of y rounded, as it will be decoded.
+        bits = -torch.log2(self.prior.likelihood(y, context)).flatten(1).sum(1)
+        error = (self.synthesis(y_hat) - x).pow(2).flatten(1).sum(1) / 4  # [-1, 1] -> [0, 1]
+        return bits, error
 
     @torch.inference_mode()
     def quantized_latent(self, x: torch.Tensor) -> np.ndarray:
@@ -146,6 +148,24 @@ class FactorizedCodec(nn.Module):
                 chunk = torch.cat([chunk, chunk.new_zeros(ENCODE_CHUNK - real, *chunk.shape[1:])])
             out.append(self.quantized_latent(chunk)[:real])
         return np.concatenate(out)
+
+
+def bmshj2018_transforms(channels: int, n: int, m: int) -> tuple[nn.Sequential, nn.Sequential]:
+    """The paper's analysis and synthesis: four conv 5x5/2 with GDN between (stride 16),
+    mirrored with IGDN; ``n`` hidden channels, ``m`` latent channels."""
+    analysis = nn.Sequential(
+        conv(channels, n), GDN(n), conv(n, n), GDN(n), conv(n, n), GDN(n), conv(n, m)
+    )
+    synthesis = nn.Sequential(
+        deconv(m, n),
+        GDN(n, inverse=True),
+        deconv(n, n),
+        GDN(n, inverse=True),
+        deconv(n, n),
+        GDN(n, inverse=True),
+        deconv(n, channels),
+    )
+    return analysis, synthesis
 
 
 def pad_to_stride(x: torch.Tensor, stride: int) -> torch.Tensor:

@@ -80,6 +80,17 @@ def test_encode_then_decode_locally_downloads_the_decoder_once(server, images, t
     assert len(cached) == 1 and cached[0].name.endswith(f"{parse(ir).digest:04x}.msgpack")
 
 
+def test_effort_gives_an_ir_the_same_decoder_reads(server, images):
+    with Client(server) as client:
+        plain = client.encode(images[1], model="fashion-mnist-q3")
+        refined = client.encode(images[1], model="fashion-mnist-q3", effort=1)
+        assert client.encode_many(images[1:3], model="fashion-mnist-q3", effort=1)[0] == refined
+        assert parse(refined).digest == parse(plain).digest
+        assert client.decode(refined).size == (28, 28)
+    r = httpx.post(f"{server}/encode", params={"effort": 4}, content=png(images[1]))
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request"
+
+
 def test_batch_equals_single_requests_and_raw_bodies(server, images):
     with Client(server) as client:
         batch = client.encode_many(images[:20], model=TINY)

@@ -93,3 +93,36 @@ def test_pixel_ranges_keep_the_arithmetic_every_model_was_trained_with():
     assert PixelRange.from_json([-1, 1]) == SIGNED
     with pytest.raises(ValueError):
         PixelRange.from_json([0, 255])
+
+
+def test_a_higher_effort_decodes_with_the_same_decoder_and_costs_no_more(data_dir):
+    """Over real images, effort 1's IRs, decoded by the light client with the shipped
+    decoder, cost no more in rate + lambda * distortion than effort 0's; and an image gives
+    the same bytes alone as in company."""
+    from latentwire.client import decode_batch
+    from latentwire.training.data import load_idx_dataset
+
+    codec = Codec.load("fashion-mnist-q3")
+    images = list(
+        load_idx_dataset("fashion-mnist", train=False, data_dir=data_dir).images[:12].numpy()
+    )
+    costs = {}
+    for effort in (0, 1):
+        irs = codec.compress(images, effort)
+        decoded = np.stack(decode_batch(irs)).astype(np.float64)
+        squared_error = ((decoded - np.stack(images)[:, 0]) ** 2).sum()  # pixels 0..255
+        costs[effort] = 8 * sum(map(len, irs)) + codec.lmbda * squared_error
+    assert costs[1] <= costs[0]
+    assert codec.compress(images[3:4], 1) == codec.compress(images, 1)[3:4]
+    with pytest.raises(ValueError, match="effort"):
+        codec.compress(images[:1], 4)
+
+
+def test_auto_sends_grayscale_photos_to_the_grayscale_codec_when_there_is_one():
+    levels = [*LEVELS, CodecLevel("photo-gray-q2", 2, (1, 0, 0))]
+    choose = CodecChoice(levels).chooser(None, 2)
+    assert choose(Image.new("L", (640, 480))) == "photo-gray-q2"
+    assert choose(Image.new("LA", (64, 48))) == "photo-gray-q2"
+    assert choose(Image.new("RGB", (640, 480))) == "photo-q2"
+    with pytest.raises(NoSuchQuality):  # the small codec fits, and has no level 2
+        choose(Image.new("L", (28, 28)))

@@ -27,7 +27,7 @@ from __future__ import annotations
 import argparse
 import io
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +37,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from latentwire.shared.codec import Codec
-from latentwire.shared.decoder_package import DecoderPackage
+from latentwire.shared.decoder_package import DecoderPackage, HyperTables
+from latentwire.shared.hyper import SCALES, scale_tables
 from latentwire.shared.images import SIGNED, model_input, open_image
 from latentwire.shared.models import ImageShape, get_model
 from latentwire.shared.models.codec import TRANSFORMS, FactorizedCodec
 from latentwire.shared.models.entropy import spread_prior
 from latentwire.training import distributed
-from latentwire.training.checkpoint import load_checkpoint
+from latentwire.training.checkpoint import init_weights
 from latentwire.training.data import (
     ImageDataConfig,
     add_image_arguments,
@@ -58,7 +59,8 @@ from latentwire.training.plots import write_report
 
 log = logging.getLogger("latentwire.train")
 
-FAMILIES = ("factorized",)
+FAMILIES = ("factorized", "hyperprior")
+PRIORS = ("factorized", "scale", "mean-scale")  # --prior: the entropy model
 TASK = "codec"
 PIXELS = SIGNED
 # Contexts of counted tables (FactorizedPrior.counted_tables): q6's test-set payload with 4,
@@ -81,6 +83,7 @@ def lambda_of(dataset: str, quality: int, lmbda: float | None = None) -> float:
 @dataclass
 class TrainConfig(ImageDataConfig):
     out: str = "runs/codec"
+    channels: int | None = None  # None: the data set's (1 for fashion-mnist, 3 for photos)
     batch_size: int = 64
     quality: int = 3
     lmbda: float | None = None  # default: LAMBDAS[quality]
@@ -89,22 +92,25 @@ class TrainConfig(ImageDataConfig):
     latent_channels: int = 32
     positional_prior: bool = False
     prior_contexts: int = 1
+    prior: str = "factorized"  # or scale / mean-scale: a hyperprior (any-size codecs)
+    hyper_filters: int = 64
     hard_quantization: bool = False  # round in training too; the analysis stays as it is
+    freeze_transforms: bool = False  # train only the entropy model (a new hyperprior first)
     init: str | None = None  # checkpoint to start from
     photos: str = TRAIN_SETS  # --dataset photos: the folders to cut patches from
     patch: int = 128
     patches_per_epoch: int = 4096
 
 
-def center_squares(files: list, side: int) -> list[torch.Tensor]:
+def center_squares(files: list, side: int, mode: str = "RGB") -> list[torch.Tensor]:
     """The centre ``side`` square of each photo at least that big, in the codec's range."""
     squares = []
     for path in files:
-        photo = open_image(path.read_bytes(), 1 << 28).convert("RGB")
+        photo = open_image(path.read_bytes(), 1 << 28).convert(mode)
         w, h = photo.size
         if min(w, h) >= side:
             left, top = (w - side) // 2, (h - side) // 2
-            square = np.asarray(photo.crop((left, top, left + side, top + side)))
+            square = np.atleast_3d(np.asarray(photo.crop((left, top, left + side, top + side))))
             square = torch.from_numpy(square.copy()).permute(2, 0, 1).float()
             squares.append(PIXELS.to_model(square))
     return squares
@@ -113,12 +119,14 @@ def center_squares(files: list, side: int) -> list[torch.Tensor]:
 def load_photos(cfg: TrainConfig) -> tuple[Dataset, Dataset, ImageShape]:
     """(random training patches, held-out centre squares, patch geometry)."""
     train_files, test_files = photo_split(cfg.photos, cfg.data_dir, 0.05)
+    channels = cfg.channels or 3
+    mode = "L" if channels == 1 else "RGB"
     train = RandomPatches(
-        train_files, cfg.patch, cfg.patches_per_epoch, cfg.seed, pixel_range=PIXELS
+        train_files, cfg.patch, cfg.patches_per_epoch, cfg.seed, pixel_range=PIXELS, mode=mode
     )
-    test = center_squares(test_files, cfg.patch)
+    test = center_squares(test_files, cfg.patch, mode)
     log.info("%d training photos, %d held out", len(train.photos), len(test))
-    return train, test, ImageShape(3, cfg.patch, cfg.patch)
+    return train, test, ImageShape(channels, cfg.patch, cfg.patch)
 
 
 def rate_distortion(
@@ -151,16 +159,13 @@ def evaluate_codec(
     return {"loss": loss / count, "bytes": bits / 8 / count, "psnr_db": psnr_sum / count}
 
 
-def train(cfg: TrainConfig) -> nn.Module:
-    runtime = distributed.setup(cfg.device)
-    try:
-        lmbda = lambda_of(cfg.dataset, cfg.quality, cfg.lmbda)
-        if cfg.dataset == "photos":
-            train_set, test_set, shape = load_photos(cfg)
-        else:
-            train_set, test_set, shape = load_image_data(cfg, PIXELS)
-        torch.manual_seed(cfg.seed)
-        model = get_model(
+def build(cfg: TrainConfig, shape: ImageShape) -> nn.Module:
+    """The codec a run trains: ``--prior factorized`` (the default), or a hyperprior,
+    ``scale`` or ``mean-scale``, with the paper's transforms."""
+    if cfg.prior not in PRIORS:
+        raise ValueError(f"--prior must be one of {', '.join(PRIORS)}, not {cfg.prior!r}")
+    if cfg.prior == "factorized":
+        return get_model(
             "factorized",
             shape=shape,
             transform=cfg.transform,
@@ -169,16 +174,77 @@ def train(cfg: TrainConfig) -> nn.Module:
             positional_prior=cfg.positional_prior,
             prior_contexts=cfg.prior_contexts,
         )
+    if cfg.transform != "bmshj2018":
+        raise ValueError("a hyperprior codes images of any size: use --transform bmshj2018")
+    return get_model(
+        "hyperprior",
+        shape=shape,
+        filters=cfg.filters,
+        latent_channels=cfg.latent_channels,
+        hyper_filters=cfg.hyper_filters,
+        mean=cfg.prior == "mean-scale",
+    )
+
+
+def initialize(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Start from another codec's weights: a factorized codec's prior spread to a finer
+    one; a hyperprior codec from a factorized one takes its transforms (its side
+    information starts fresh)."""
+    if model.family == "factorized":
+        spread_prior(state, model.prior)
+        model.load_state_dict(state)
+        return
+    if any(k.startswith("prior.") for k in state):  # from a factorized codec
+        own = model.state_dict()
+        _to_channels(state, own)
+        state = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        model.load_state_dict({**own, **state})
+        log.info(
+            "took %d tensors of its transforms; %d start fresh", len(state), len(own) - len(state)
+        )
+        return
+    model.load_state_dict(state)
+
+
+LUMA = (0.299, 0.587, 0.114)  # BT.601: what a grayscale codec's output stands for
+
+
+def _to_channels(state: dict[str, torch.Tensor], own: dict[str, torch.Tensor]) -> None:
+    """An RGB codec's first and last layers made grayscale, in place, when ``own`` is a
+    one-channel codec: on a gray image (R = G = B) the analysis sums its three input
+    filters, and the synthesis gives the luma of what it gave; nothing else changes."""
+    first, last = "analysis.0.weight", "synthesis.6"
+    if first in own and own[first].shape[1] == 1 and state.get(first, own[first]).shape[1] == 3:
+        luma = torch.tensor(LUMA)
+        state[first] = state[first].sum(1, keepdim=True)
+        state[f"{last}.weight"] = (state[f"{last}.weight"] * luma.view(1, 3, 1, 1)).sum(
+            1, keepdim=True
+        )
+        state[f"{last}.bias"] = (state[f"{last}.bias"] * luma).sum().view(1)
+
+
+def train(cfg: TrainConfig) -> nn.Module:
+    runtime = distributed.setup(cfg.device)
+    try:
+        lmbda = lambda_of(cfg.dataset, cfg.quality, cfg.lmbda)
+        if cfg.dataset == "photos":
+            train_set, test_set, shape = load_photos(cfg)
+        else:
+            train_set, test_set, shape = load_image_data(
+                replace(cfg, channels=cfg.channels or 1), PIXELS
+            )
+        torch.manual_seed(cfg.seed)
+        model = build(cfg, shape)
         if cfg.init and not cfg.resume:
-            state = load_checkpoint(cfg.init)["model"]
-            spread_prior(state, model.prior)
-            model.load_state_dict(state)
+            initialize(model, init_weights(cfg.init))
             if runtime.is_main:
                 log.info("initialized from %s", cfg.init)
 
-        if cfg.hard_quantization:
-            # Fixed, not just without gradients: DistributedDataParallel would wait for them.
+        # Fixed, not just without gradients: DistributedDataParallel would wait for them.
+        if cfg.hard_quantization or cfg.freeze_transforms:
             model.analysis.requires_grad_(False)
+        if cfg.freeze_transforms:
+            model.synthesis.requires_grad_(False)
 
         def batch_loss(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
             return rate_distortion(m, x, lmbda, cfg.hard_quantization)[0]
@@ -208,12 +274,22 @@ def record(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def decoder_package(
-    model: FactorizedCodec, cfg: dict[str, Any], data_dir: str | None, model_id: str
+    model: nn.Module, cfg: dict[str, Any], data_dir: str | None, model_id: str
 ) -> tuple[DecoderPackage, dict[str, Any]]:
     """The decoder package (ONNX synthesis, integer tables), and how its tables were made:
     counted on the training set's latents for a codec of fixed geometry, the learned
-    density for an any-size one (trained on random crops: no fixed set of latents)."""
-    if model.any_size:
+    density for an any-size one (trained on random crops: no fixed set of latents); for a
+    hyperprior codec also the fixed scale tables and the integer hyper-synthesis."""
+    hyper_tables = None
+    if model.family == "hyperprior":
+        tables = model.z_prior.tables()
+        hyper_tables = HyperTables(scale_tables(), model.integer_hyper_synthesis())
+        made: dict[str, Any] = {
+            "from": "the learned density (z); fixed Gaussian scale tables (y)",
+            "scales": SCALES,
+            "means": model.config.mean,
+        }
+    elif model.any_size:
         tables = model.prior.tables()
         made: dict[str, Any] = {"from": "the learned density"}
     else:
@@ -229,6 +305,7 @@ def decoder_package(
         stride=model.stride,
         tables=tables,
         onnx=synthesis_to_onnx(model.synthesis, example),
+        hyper=hyper_tables,
     )
     return package, made
 
@@ -297,15 +374,15 @@ def photo_codec_metrics(codec: Codec, folder: Path) -> dict[str, Any]:
     """Mean bits per pixel (whole IRs) and RGB PSNR over the photos of ``folder``."""
     bpp = psnr_sum = 0.0
     files = image_files(folder)
+    mode = "L" if codec.shape[0] == 1 else "RGB"  # a grayscale codec: the photos in gray
     for path in files:
-        image = open_image(path.read_bytes(), 1 << 28).convert("RGB")
-        pixels = model_input(image, codec.shape)
-        (ir,) = codec.compress([pixels])
+        image = open_image(path.read_bytes(), 1 << 28).convert(mode)
+        (ir,) = codec.compress([model_input(image, codec.shape)])
         (decoded,) = codec.decompress([ir])
         bpp += len(ir) * 8 / (image.width * image.height)
         psnr_sum += float(psnr(decoded, np.asarray(image)))
     return {
-        "test_set": folder.name,
+        "test_set": folder.name + (" (grayscale)" if mode == "L" else ""),
         "test_images": len(files),
         "bpp": round(bpp / len(files), 4),
         "psnr_db": round(psnr_sum / len(files), 3),
@@ -344,7 +421,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a last stage: the analysis stays fixed, the synthesis and the prior train on "
         "the rounded latent, as it is coded and decoded",
     )
-    parser.add_argument("--init", default=None, help="start from this codec checkpoint")
+    parser.add_argument(
+        "--prior",
+        choices=PRIORS,
+        default=d.prior,
+        help="the entropy model: factorized, or a hyperprior (scale, mean-scale; any size)",
+    )
+    parser.add_argument("--hyper-filters", type=int, default=d.hyper_filters)
+    parser.add_argument(
+        "--freeze-transforms",
+        action="store_true",
+        help="train the entropy model only: a first stage for a hyperprior on trained transforms",
+    )
+    parser.add_argument(
+        "--init", default=None, help="start from this codec: a checkpoint, package or shipped id"
+    )
     parser.add_argument("--photos", default=d.photos, help="--dataset photos: folders")
     parser.add_argument("--patch", type=int, default=d.patch, help="photo patch side")
     parser.add_argument("--patches-per-epoch", type=int, default=d.patches_per_epoch)

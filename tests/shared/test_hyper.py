@@ -1,0 +1,190 @@
+"""Hyperprior codecs: the integer hyper-synthesis gives the same tables every time, two
+independent ways, in any process; the trained (integer-aware) network is what is exported;
+IRs round-trip through the light client."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from latentwire.shared import hyper
+from latentwire.shared.codec import Codec
+from latentwire.shared.decoder_package import DecoderPackage, HyperTables
+from latentwire.shared.models import ImageShape, get_model
+from latentwire.shared.package import Manifest
+
+
+def small_model(mean: bool, seed: int = 0):
+    torch.manual_seed(seed)
+    model = get_model(
+        "hyperprior",
+        shape=ImageShape(3, 64, 64),
+        filters=16,
+        latent_channels=24,
+        hyper_filters=16,
+        mean=mean,
+    ).eval()
+    with torch.no_grad():  # weights of a trained network's size, not of a fresh one's
+        for layer in model.hyper_synthesis:
+            layer.layer.weight.normal_(0, 0.3)
+            layer.layer.bias.normal_(0, 1.0)
+    return model
+
+
+def direct(network: hyper.HyperSynthesis, z: np.ndarray, size) -> tuple[np.ndarray, np.ndarray]:
+    """The integer network again, independently: Python integers and explicit sums over the
+    taps (no float, no BLAS, no sliding windows), transposed convolutions by scattering."""
+    a = [[[int(v) << hyper.ACTIVATION_BITS for v in row] for row in ch] for ch in z]
+    for n, layer in enumerate(network.layers):
+        w, b = layer.weight.tolist(), layer.bias.tolist()
+        out_c, in_c, k, _ = layer.weight.shape
+        h, wd = len(a[0]), len(a[0][0])
+        p = k // 2
+        if layer.kind == "conv":
+            oh, ow = h, wd
+            acc = [[[b[o] for _ in range(ow)] for _ in range(oh)] for o in range(out_c)]
+            for o in range(out_c):
+                for i in range(in_c):
+                    for y in range(oh):
+                        for x in range(ow):
+                            total = 0
+                            for dy in range(k):
+                                for dx in range(k):
+                                    sy, sx = y + dy - p, x + dx - p
+                                    if 0 <= sy < h and 0 <= sx < wd:
+                                        total += w[o][i][dy][dx] * a[i][sy][sx]
+                            acc[o][y][x] += total
+        else:  # ConvTranspose2d(k, stride 2, padding p, output padding 1); w is flipped
+            oh, ow = 2 * h, 2 * wd
+            acc = [[[b[o] for _ in range(ow)] for _ in range(oh)] for o in range(out_c)]
+            for o in range(out_c):
+                for i in range(in_c):
+                    for y in range(h):
+                        for x in range(wd):
+                            v = a[i][y][x]
+                            if v == 0:
+                                continue
+                            for dy in range(k):
+                                for dx in range(k):
+                                    ty, tx = 2 * y - p + dy, 2 * x - p + dx
+                                    if 0 <= ty < oh and 0 <= tx < ow:
+                                        # the unflipped kernel tap of a transposed conv
+                                        acc[o][ty][tx] += w[o][i][k - 1 - dy][k - 1 - dx] * v
+        half = 1 << (hyper.WEIGHT_BITS - 1)
+        a = [[[(v + half) >> hyper.WEIGHT_BITS for v in row] for row in ch] for ch in acc]
+        if n < len(network.layers) - 1:
+            a = [[[min(max(v, 0), hyper.ACTIVATION_MAX) for v in row] for row in ch] for ch in a]
+    h, w = size
+    half = 1 << (hyper.ACTIVATION_BITS - 1)
+    out = np.array(
+        [[[(v + half) >> hyper.ACTIVATION_BITS for v in row[:w]] for row in ch[:h]] for ch in a]
+    )
+    m = network.latent_channels
+    index = np.clip(out[:m], 0, hyper.SCALES - 1)
+    mean = (
+        np.clip(out[m:], -hyper.MEAN_MAX, hyper.MEAN_MAX) if network.mean else np.zeros_like(index)
+    )
+    return index, mean
+
+
+@pytest.mark.parametrize("mean", [False, True])
+def test_the_tables_are_computed_the_same_two_independent_ways(mean):
+    model = small_model(mean)
+    network = model.integer_hyper_synthesis()
+    z = np.random.default_rng(1).integers(-6, 7, (16, 2, 3)).astype(np.int32)
+    index, means = network(z, (7, 11))
+    expected_index, expected_mean = direct(network, z, (7, 11))
+    assert len(np.unique(index)) > 0 and index.shape == (24, 7, 11)
+    np.testing.assert_array_equal(index, expected_index)
+    np.testing.assert_array_equal(means, expected_mean)
+    if mean:
+        assert np.abs(means).max() > 0
+
+
+@pytest.mark.parametrize("mean", [False, True])
+def test_training_computes_what_the_integer_network_computes(mean):
+    """The integer-aware training forward gives exactly the exported network's levels."""
+    model = small_model(mean, seed=2)
+    z = torch.randint(-8, 9, (1, 16, 3, 4)).float()
+    level, mean_value = model.parameters_of(z, (10, 13))
+    index, means = model.integer_hyper_synthesis()(z[0].int().numpy(), (10, 13))
+    np.testing.assert_array_equal(level[0].detach().numpy().astype(np.int32), index)
+    np.testing.assert_array_equal(mean_value[0].detach().numpy().astype(np.int32), means)
+
+
+def test_the_transposed_convolution_is_torchs():
+    rng = np.random.default_rng(3)
+    x = rng.integers(-5, 6, (4, 3, 5)).astype(np.float64)
+    layer = torch.nn.ConvTranspose2d(4, 2, 5, 2, 2, 1, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(torch.from_numpy(rng.integers(-3, 4, (4, 2, 5, 5)).astype(np.float32)))
+        expected = layer(torch.from_numpy(x).float()[None])[0].double().numpy()
+    weight = layer.weight.detach().double().transpose(0, 1).flip(2, 3).numpy()
+    np.testing.assert_array_equal(hyper._deconv(x, weight), expected)
+
+
+@pytest.fixture(scope="module")
+def codec(tmp_path_factory):
+    """A small mean-scale codec packaged as export packages one (untrained transforms)."""
+    from latentwire.training.recipes.codec import synthesis_to_onnx
+
+    model = small_model(True, seed=4)
+    package = DecoderPackage(
+        model="hyper-test",
+        image_shape=(3, 0, 0),
+        latent_shape=model.latent_shape,
+        stride=16,
+        tables=model.z_prior.tables(),
+        onnx=synthesis_to_onnx(model.synthesis, (24, 4, 4)),
+        hyper=HyperTables(hyper.scale_tables(), model.integer_hyper_synthesis()),
+    )
+    data = package.to_bytes()
+    manifest = Manifest(id="hyper-test", family="hyperprior", config={}, dataset="-", task="codec")
+    folder = tmp_path_factory.mktemp("hyper") / "hyper-test"
+    folder.mkdir()
+    (folder / "decoder.msgpack").write_bytes(data)
+    (folder / "manifest.json").write_text(manifest.to_json())
+    return Codec(model, manifest, data, torch.device("cpu")), folder
+
+
+def test_a_hyperprior_ir_round_trips_through_the_light_client(codec, data_dir):
+    from PIL import Image
+
+    from latentwire.client import DecoderStore, decode_array
+
+    c, folder = codec
+    with Image.open(data_dir / "kodak" / "kodim05.png") as image:
+        pixels = np.asarray(image.convert("RGB"))[:90, :140]
+    (ir,) = c.compress([np.ascontiguousarray(pixels.transpose(2, 0, 1))])
+    package = DecoderPackage.from_bytes((folder / "decoder.msgpack").read_bytes())
+    assert package.hyper is not None and package.hyper.synthesis.mean
+    decoded = decode_array(ir, DecoderStore(search_dirs=[folder.parent]))
+    assert decoded.shape == (90, 140, 3)
+    np.testing.assert_array_equal(decoded, c.decompress([ir])[0])
+
+
+def test_the_same_ir_decodes_to_the_same_latent_in_another_process(codec):
+    c, folder = codec
+    image = np.random.default_rng(6).integers(0, 256, (3, 70, 50)).astype(np.uint8)
+    (ir,) = c.compress([image])
+    script = (
+        "import sys, hashlib\n"
+        "from latentwire.shared.decoder_package import DecoderPackage\n"
+        "from latentwire.shared.decoding import Decoder\n"
+        "from latentwire.shared.wire import parse\n"
+        f"data = open({str(folder / 'decoder.msgpack')!r}, 'rb').read()\n"
+        "package = DecoderPackage.from_bytes(data)\n"
+        "ir = parse(sys.stdin.buffer.read())\n"
+        "decoder = Decoder(package)\n"
+        "latent = decoder._latent(ir.payload, decoder.latent_shape(ir))\n"
+        "print(hashlib.sha256(latent.tobytes()).hexdigest())\n"
+    )
+    runs = {
+        subprocess.run(
+            [sys.executable, "-c", script], input=ir, capture_output=True, check=True
+        ).stdout
+        for _ in range(2)
+    }
+    assert len(runs) == 1
