@@ -7,6 +7,7 @@ the codec's speed on this machine.
 
     python benchmarks/rate_distortion.py --dataset fashion-mnist
     python benchmarks/rate_distortion.py --dataset mnist --limit 1000
+    python benchmarks/rate_distortion.py --dataset fashion-mnist --effort 3
 """
 
 from __future__ import annotations
@@ -96,8 +97,8 @@ def classical_points(images: np.ndarray) -> list[dict]:
     return rows
 
 
-def latentwire_points(dataset: str, images: np.ndarray) -> tuple[list, list]:
-    """Every shipped codec of ``dataset`` on uint8 images (N, H, W)."""
+def latentwire_points(dataset: str, images: np.ndarray, effort: int = 0) -> tuple[list, list]:
+    """Every shipped codec of ``dataset`` on uint8 images (N, H, W), encoded at ``effort``."""
     rows, speed = [], []
     codecs = [p for p in list_packages() if read_manifest(p).task == "codec"]
     codecs = [p for p in codecs if read_manifest(p).dataset == dataset]
@@ -107,7 +108,7 @@ def latentwire_points(dataset: str, images: np.ndarray) -> tuple[list, list]:
         began = time.perf_counter()
         irs = []
         for start in range(0, len(images), 1000):
-            irs += codec.compress(list(images[start : start + 1000, None]))
+            irs += codec.compress(list(images[start : start + 1000, None]), effort)
         encode_s = time.perf_counter() - began
         began = time.perf_counter()
         decoded = []
@@ -119,12 +120,13 @@ def latentwire_points(dataset: str, images: np.ndarray) -> tuple[list, list]:
             t = time.perf_counter()
             decode_array(ir)
             latencies.append(time.perf_counter() - t)
-        rows.append(
-            summarize("latentwire", manifest.id, [len(ir) for ir in irs], images, np.stack(decoded))
-        )
+        setting = manifest.id + (f" effort {effort}" if effort else "")
+        sizes = [len(ir) for ir in irs]
+        rows.append(summarize("latentwire", setting, sizes, images, np.stack(decoded)))
         speed.append(
             {
                 "model": manifest.id,
+                "effort": effort,
                 "encode_images_per_s (torch, batches of 1000)": round(len(images) / encode_s),
                 "decode_images_per_s (onnxruntime, batches of 1000)": round(len(images) / decode_s),
                 "decode_one_image_ms (median)": round(statistics.median(latencies) * 1000, 3),
@@ -222,6 +224,7 @@ def main() -> None:
     parser.add_argument(
         "--codecs-only", action="store_true", help="latentwire's points and speed only (fast)"
     )
+    parser.add_argument("--effort", type=int, default=0, help="latentwire's encoder effort")
     args = parser.parse_args()
 
     _, test_set, _ = load_datasets(args.dataset, data_dir=args.data_dir)
@@ -229,7 +232,7 @@ def main() -> None:
     x = torch.stack([test_set[i] for i in range(n)])
     images = SIGNED.to_pixels(x[:, 0]).to(torch.uint8).numpy()
 
-    ours, speed = latentwire_points(args.dataset, images)
+    ours, speed = latentwire_points(args.dataset, images, args.effort)
     rows = ours + ([] if args.codecs_only else classical_points(images))
     anchors = {a: [r for r in rows if r["codec"] == a] for a in ("WebP", "JPEG", "AVIF")}
     bd = {anchor: bd_rate(points, ours) for anchor, points in anchors.items()}
@@ -238,11 +241,16 @@ def main() -> None:
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"rd_{args.dataset}" + ("_codecs" if args.codecs_only else "")
+    stem = (
+        f"rd_{args.dataset}"
+        + ("_codecs" if args.codecs_only else "")
+        + (f"_effort{args.effort}" if args.effort else "")
+    )
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}"
     result = {
         "dataset": args.dataset,
         "test_images": n,
+        "effort": args.effort,
         "machine": machine,
         "rows": rows,
         "bd_rate_percent_vs": bd,

@@ -106,6 +106,12 @@ class DecoderPackage:
             raise DecoderPackageError("decoder package is too large")
         try:
             d = msgpack.unpackb(data, raw=False, max_str_len=1024, max_array_len=256)
+            if d.get("format") not in FORMATS:
+                raise DecoderPackageError(
+                    f"decoder package format {d.get('format')!r} is not supported (this "
+                    f"client reads formats {', '.join(map(str, FORMATS))}; a newer latentwire "
+                    "may read it)"
+                )
             if d.get("format") == 3:
                 return cls._from_hyper(d, data)
             shape = tuple(int(v) for v in d["image_shape"])
@@ -127,7 +133,9 @@ class DecoderPackage:
             tables = SymbolTables(radius, freq.astype(np.uint32), positions, contexts)
             model, onnx = str(d["model"]), bytes(d["onnx"])
             stride = int(d["stride"])
-        except (DecoderPackageError, KeyError, TypeError, ValueError, msgpack.UnpackException) as e:
+        except DecoderPackageError:
+            raise
+        except (AttributeError, KeyError, TypeError, ValueError, msgpack.UnpackException) as e:
             raise DecoderPackageError(f"malformed decoder package ({e})") from None
         return cls(model, shape, latent, stride, tables, onnx, digest_of(data))
 

@@ -31,6 +31,8 @@ WEIGHT_BITS = 8  # B: weights in steps of 1/256
 ACTIVATION_BITS = 4  # A: activations in steps of 1/16
 ACTIVATION_MAX = 1 << 14  # activations are clipped to [0, 1024] (in units of 1/16)
 WEIGHT_MAX = 1 << 15
+MAX_FAN_IN = 1 << 12  # products summed per output
+BIAS_MAX = 1 << 40
 SCALES = 64  # L scale levels: tables 0 .. 63
 SCALE_MIN, SCALE_MAX = 0.11, 64.0  # their standard deviations, log-spaced
 MEAN_MAX = 255  # |integer mean| at most this
@@ -60,34 +62,38 @@ class IntegerLayer:
             raise ValueError(f"a {self.kind} layer with weights of shape {w.shape}")
         if b.shape != (w.shape[0],) or np.abs(w).max(initial=0) > WEIGHT_MAX:
             raise ValueError("bias shape or weight range out of bounds")
+        # What keeps every sum exact in float64: |input| < 2**16, |weight| <= 2**15, at
+        # most 2**12 products and |bias| <= 2**40 stay under 2**44.
+        if w.shape[1] * w.shape[2] * w.shape[3] > MAX_FAN_IN or np.abs(b).max() > BIAS_MAX:
+            raise ValueError("a layer's fan-in or bias is beyond what sums exactly")
 
 
 def _conv(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """Stride-1 'same' convolution of (C, H, W) float64 by (O, C, k, k): exact for integer
-    values, as every product and partial sum is an integer below 2**53."""
+    values, as every product and partial sum is an integer below 2**53. One kernel tap at a
+    time: memory stays that of the input and output, whatever the image size."""
     k = weight.shape[2]
     p = k // 2
+    _, h, w = x.shape
     padded = np.pad(x, ((0, 0), (p, p), (p, p)))
-    windows = np.lib.stride_tricks.sliding_window_view(padded, (k, k), axis=(1, 2))
-    # (C, H, W, k, k) x (O, C, k, k) -> (O, H, W)
-    return np.tensordot(weight, windows, axes=([1, 2, 3], [0, 3, 4]))
+    out = np.zeros((weight.shape[0], h, w))
+    for u in range(k):
+        for v in range(k):
+            # (O, C) x (C, H, W) -> (O, H, W)
+            out += np.tensordot(weight[:, :, u, v], padded[:, u : u + h, v : v + w], axes=1)
+    return out
 
 
 def _deconv(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """Transposed convolution, stride 2, padding k // 2, output padding 1, as
-    ``nn.ConvTranspose2d``: zeros between the inputs, then a convolution with the kernel
-    flipped (``weight`` is stored (out, in, k, k), already flipped; see IntegerLayer)."""
+    ``nn.ConvTranspose2d``: zeros between the inputs, then a 'same' convolution with the
+    kernel flipped (``weight`` is stored (out, in, k, k), already flipped; see
+    IntegerLayer). For an odd kernel, ConvTranspose2d(k, 2, k // 2, 1) is exactly that
+    convolution of the spread input."""
     c, h, w = x.shape
     spread = np.zeros((c, 2 * h, 2 * w))
     spread[:, ::2, ::2] = x
-    # ConvTranspose2d(k, stride 2, padding p, output_padding 1) = this 'same' convolution
-    # of the spread input shifted by one: pad (k - 1 - p) before, (k - 1 - p + 1) after.
-    k = weight.shape[2]
-    p = k // 2
-    before, after = k - 1 - p, k - 1 - p + 1
-    padded = np.pad(spread, ((0, 0), (before, after - 1), (before, after - 1)))
-    windows = np.lib.stride_tricks.sliding_window_view(padded, (k, k), axis=(1, 2))
-    return np.tensordot(weight, windows[:, : 2 * h, : 2 * w], axes=([1, 2, 3], [0, 3, 4]))
+    return _conv(spread, weight)
 
 
 def _round_shift(acc: np.ndarray, bits: int) -> np.ndarray:

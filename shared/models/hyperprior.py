@@ -27,8 +27,28 @@ from latentwire.shared.models.registry import ImageShape, register_family
 from latentwire.shared.tiling import codec_tiles
 
 
+class _Bounded(torch.autograd.Function):
+    """Clamp to [low, high]; outside, the gradient passes only where it leads back in
+    (CompressAI's LowerBound, both ways). A plain straight-through clamp lets a level that
+    wants to be below 0 (a channel that is always 0) drift without end, and with it the
+    hyper-analysis; a plain clamp would stop a level pushed out from ever coming back."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, low: float, high: float) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.low, ctx.high = low, high
+        return x.clamp(low, high)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (x,) = ctx.saved_tensors
+        # Descent moves x by -grad: below low, only a negative gradient leads back in.
+        passes = ((x >= ctx.low) | (grad < 0)) & ((x <= ctx.high) | (grad > 0))
+        return grad * passes, None, None
+
+
 def _ste_clamp(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
-    return x + (x.clamp(low, high) - x).detach()
+    return _Bounded.apply(x, low, high)
 
 
 def _ste_round(x: torch.Tensor) -> torch.Tensor:
@@ -139,8 +159,7 @@ class HyperpriorCodec(nn.Module):
             a = layer(a)
         a = _ste_round(a[..., : size[0], : size[1]]).float()
         m = self.config.latent_channels
-        # Clipped as the integer network clips, the gradient passing straight through, so
-        # a level pushed out of range can still come back.
+        # Clipped as the integer network clips; a level pushed out of range can come back.
         level = _ste_clamp(a[:, :m], 0, hyper.SCALES - 1)
         if not self.config.mean:
             return level, torch.zeros_like(level)

@@ -54,3 +54,16 @@ def test_inconsistent_format_2_packages_are_refused(change):
     fields.update(change)
     with pytest.raises(DecoderPackageError, match="malformed"):
         DecoderPackage.from_bytes(msgpack.packb(fields, use_bin_type=True))
+
+
+@pytest.mark.parametrize("version", [0, 4, "3", None])
+def test_packages_of_formats_this_client_does_not_read_are_refused_by_name(version):
+    fields = msgpack.unpackb(package().to_bytes())
+    fields["format"] = version
+    with pytest.raises(DecoderPackageError, match=f"format {version!r} is not supported"):
+        DecoderPackage.from_bytes(msgpack.packb(fields, use_bin_type=True))
+
+
+def test_a_package_that_is_not_a_map_is_malformed():
+    with pytest.raises(DecoderPackageError, match="malformed"):
+        DecoderPackage.from_bytes(msgpack.packb([1, 2, 3]))

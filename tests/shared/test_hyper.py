@@ -188,3 +188,16 @@ def test_the_same_ir_decodes_to_the_same_latent_in_another_process(codec):
         for _ in range(2)
     }
     assert len(runs) == 1
+
+
+def test_a_clipped_level_gets_gradients_only_back_into_range():
+    """Below 0 or above the last level, descent may only bring a level back: a channel
+    that is always 0 wants ever smaller scales and must not drift without end."""
+    from latentwire.shared.models.hyperprior import _ste_clamp
+
+    x = torch.tensor([-3.0, -3.0, 5.0, 70.0, 70.0], requires_grad=True)
+    upstream = torch.tensor([1.0, -1.0, 1.0, 1.0, -1.0])  # d loss / d clamped
+    (_ste_clamp(x, 0, 63) * upstream).sum().backward()
+    # below: a positive gradient would push further down (blocked), a negative one up;
+    # inside: straight through; above: only a positive gradient (pushing down) passes.
+    assert x.grad.tolist() == [0.0, -1.0, 1.0, 1.0, 0.0]
