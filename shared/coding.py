@@ -226,7 +226,8 @@ def decode_latent(payload: bytes, tables: SymbolTables, shape: tuple[int, ...]) 
 # each channel with its own table, then the latent y, each element with the table of its
 # scale index. The decoder knows every index before it reads a symbol of y, so the
 # symbols of y are coded grouped by index (0, 1, ... L-1; raster order within a group),
-# one prebuilt model per group: no table is looked up per symbol.
+# one prebuilt model per group: no table is looked up per symbol. Values on a table's
+# edge are followed by their excess (docs/ir-format.md).
 
 
 def encode_hyper(
@@ -237,11 +238,22 @@ def encode_hyper(
     scale_tables: list[SymbolTables],
 ) -> bytes:
     """Code integer ``z`` (Cz, ...) with one table per channel, then the integer values
-    ``y`` (M, ...) (the latent minus its means), each with ``scale_tables[index]``."""
+    ``y`` (M, ...) (the latent minus its means), each with ``scale_tables[index]``.
+
+    A value at or beyond its table's edge (|v| >= R) is coded as the edge and, after all of
+    y, the excess |v| - R with the widest table (the last): a misjudged scale costs bits,
+    never the value (up to R + R_last; beyond, it is clamped)."""
     z_symbols = _symbols(z[None], z_tables)[0]
     coder = constriction.stream.stack.AnsCoder()
-    # A stack: the last pushed is read first. The decoder reads z, then y by index.
     flat_y, flat_index = y.ravel(), index.ravel()
+    radius = np.array([t.radius for t in scale_tables])[flat_index]
+    widest = scale_tables[-1]
+    # A stack: the last pushed is read first. The decoder reads z, then y by index, then
+    # the excesses of the values on an edge, in raster order.
+    at_edge = np.flatnonzero(np.abs(flat_y) >= radius)
+    excess = np.minimum(np.abs(flat_y[at_edge]) - radius[at_edge], widest.radius)
+    if len(at_edge):
+        coder.encode_reverse((excess + widest.radius).astype(np.int32), widest.models[0])
     for level in reversed(range(len(scale_tables))):
         where = flat_index == level
         if where.any():
@@ -275,6 +287,14 @@ def decode_hyper(
             where = np.flatnonzero(flat_index == level)
             if len(where):
                 y[where] = coder.decode(table.models[0], len(where)).astype(np.int32) - table.radius
+        radius = np.array([t.radius for t in scale_tables])[flat_index]
+        at_edge = np.flatnonzero(np.abs(y) >= radius)
+        if len(at_edge):
+            widest = scale_tables[-1]
+            excess = coder.decode(widest.models[0], len(at_edge)).astype(np.int32) - widest.radius
+            if (excess < 0).any():
+                raise ValueError("a negative excess")
+            y[at_edge] += np.sign(y[at_edge]) * excess
     except (ValueError, RuntimeError) as e:
         raise CodingError(f"payload is not valid ANS data ({e})") from None
     if not coder.is_empty():

@@ -181,10 +181,13 @@ class HyperpriorCodec(nn.Module):
         error = (self.synthesis(y_hat) - x).pow(2).flatten(1).sum(1) / 4  # [-1, 1] -> [0, 1]
         return bits, error
 
-    def forward(self, x: torch.Tensor, hard: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, hard: bool = False, reconstruct: bool = True
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
         """(reconstruction, likelihoods of y and z, flattened together). In training the
         rate sees y and z with uniform noise; the synthesis and the hyper-synthesis see
-        them rounded (gradients straight through), as they will be."""
+        them rounded (gradients straight through), as they will be. ``reconstruct=False``
+        skips the synthesis (reconstruction None): training the entropy model alone."""
         y = self.analysis(x)
         z = self.hyper_analysis(y if self.config.mean else y.abs())
         _, z_likelihood = self.z_prior(z, hard)
@@ -193,7 +196,7 @@ class HyperpriorCodec(nn.Module):
         noisy = self.training and not hard
         y_rate = y + torch.empty_like(y).uniform_(-0.5, 0.5) if noisy else _ste_round(y)
         y_likelihood = _gaussian_mass(y_rate - mean, _sigma(level))
-        x_hat = self.synthesis(_ste_round(y))
+        x_hat = self.synthesis(_ste_round(y)) if reconstruct else None
         likelihoods = torch.cat([y_likelihood.flatten(1), z_likelihood.flatten(1)], dim=1)
         return x_hat, likelihoods
 

@@ -277,12 +277,17 @@ def test_hyperprior_streams():
             index[:] = rng.integers(0, 8)  # one group only
         sigma = hyper.scale_of(index)
         y = rng.normal(scale=sigma * rng.choice([0.5, 1.0, 3.0])).round().astype(np.int32)
+        y[0, 0, 0], y[1, 1, 1], y[2, 2, 2] = 900, -45, 4  # misjudged scales
         payload = coding.encode_hyper(z, z_tables, y, index, scales)
 
         def parameters(decoded_z, index=index):
             return index
 
         their_z, their_y = coding.decode_hyper(payload, z_tables, z_shape, scales, parameters)
+        # Values beyond their table's edge come back whole (up to R + R_last) via an excess.
+        edge = np.array([t.radius for t in scales])[index]
+        expected = np.sign(y) * np.minimum(np.abs(y), edge + scales[-1].radius)
+        assert np.array_equal(their_y, expected) and (np.abs(y) > edge).any()
         scale_rows = [(t.frequencies[0].tolist(), t.radius) for t in scales]
         args = (payload, z_tables.frequencies.tolist(), z_radius, z_shape, scale_rows)
         our_z, our_y = ref.decode_hyper(*args, index.ravel().tolist())
