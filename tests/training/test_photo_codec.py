@@ -184,3 +184,37 @@ def test_a_fine_tuned_codecs_manifest_holds_the_run_it_started_from(
     assert started_from["checkpoint"] == base.name and started_from["epochs"] == 1
     assert started_from["command"] == "latentwire train codec (test)"
     assert started_from["seconds"] > 0 and "init" not in started_from
+
+
+def test_a_hyperprior_stage_keeps_the_transforms_and_a_gray_codec_starts_from_it(
+    tiny_photo_codec, data_dir, tmp_path
+):
+    """The photo ladder's recipe, small: a hyperprior learned on a factorized codec's fixed
+    transforms (the rate alone), then a one-channel codec from it that decodes as gray."""
+    from latentwire.shared.models import ImageShape
+    from latentwire.training.checkpoint import latest_checkpoint, load_checkpoint
+    from latentwire.training.export import export
+    from latentwire.training.recipes.codec import build, train
+
+    base = latest_checkpoint(tiny_photo_codec.parent / "run")
+    hyper = {"prior": "scale", "hyper_filters": 16, "patches_per_epoch": 32, "init": str(base)}
+    cfg = tiny_photo_config(data_dir, tmp_path / "s1", freeze_transforms=True, **hyper)
+    train(cfg)
+    torch.manual_seed(cfg.seed)  # the side information as it started
+    fresh = build(cfg, ImageShape(3, 64, 64)).state_dict()
+    before = load_checkpoint(base)["model"]
+    after = load_checkpoint(latest_checkpoint(tmp_path / "s1"))["model"]
+    assert any(not torch.equal(fresh[k], after[k]) for k in after if k.startswith("hyper_"))
+    for k in before:
+        if k.startswith(("analysis.", "synthesis.")):
+            assert torch.equal(before[k], after[k]), k
+
+    gray = {**hyper, "init": str(latest_checkpoint(tmp_path / "s1"))}
+    train(tiny_photo_config(data_dir, tmp_path / "gray", channels=1, **gray))
+    export(latest_checkpoint(tmp_path / "gray"), tmp_path / "g", "g-q3")
+    codec = Codec.load(tmp_path / "g")
+    with Image.open(data_dir / "kodak" / "kodim05.png") as image:
+        pixels = np.asarray(image.convert("L"))[:70, :90]
+    (ir,) = codec.compress([pixels[None]])
+    (decoded,) = codec.decompress([ir])
+    assert decoded.shape == (70, 90) and psnr(pixels, decoded) > 15

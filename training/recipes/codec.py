@@ -190,14 +190,14 @@ def build(cfg: TrainConfig, shape: ImageShape) -> nn.Module:
 def initialize(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Start from another codec's weights: a factorized codec's prior spread to a finer
     one; a hyperprior codec from a factorized one takes its transforms (its side
-    information starts fresh)."""
+    information starts fresh). A one-channel codec from an RGB one takes its luma."""
+    _to_channels(state, model.state_dict())
     if model.family == "factorized":
         spread_prior(state, model.prior)
         model.load_state_dict(state)
         return
     if any(k.startswith("prior.") for k in state):  # from a factorized codec
         own = model.state_dict()
-        _to_channels(state, own)
         state = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
         model.load_state_dict({**own, **state})
         log.info(
