@@ -290,7 +290,7 @@ class Codec:
             return (
                 _interpolated_bits(flat, rows.expand(n, c, flat.shape[2]), tables).flatten(1).sum(1)
             )
-        z = self.model.hyper_analysis(y if self.model.config.mean else y.abs())
+        z = self.model.hyper_latent(y + (torch.round(y) - y).detach())
         radius = self.package.tables.radius
         z_int = np.clip(torch.round(z.detach()).to(torch.int32).cpu().numpy(), -radius, radius)
         bits = []
@@ -324,7 +324,9 @@ class Codec:
         # The decoder sees z as coded, clamped to its tables: so must the hyper-synthesis.
         z = np.clip(self.model.side_information(latent), -radius, radius)
         index, mean = hyper.synthesis(z, latent.shape[1:])
-        return encode_hyper(z, self.package.tables, latent - mean, index, hyper.scale_tables)
+        return encode_hyper(
+            z, self.package.tables, latent - mean, index, hyper.scale_tables, excess=hyper.excess
+        )
 
     def _to_model(self, pixels: np.ndarray) -> torch.Tensor:
         if not pixels.flags.writeable:  # torch takes only writable arrays without a copy

@@ -236,24 +236,26 @@ def encode_hyper(
     y: np.ndarray,
     index: np.ndarray,
     scale_tables: list[SymbolTables],
+    *,
+    excess: SymbolTables,
 ) -> bytes:
     """Code integer ``z`` (Cz, ...) with one table per channel, then the integer values
     ``y`` (M, ...) (the latent minus its means), each with ``scale_tables[index]``.
 
-    A value at or beyond its table's edge (|v| >= R) is coded as the edge and, after all of
-    y, the excess |v| - R with the widest table (the last): a misjudged scale costs bits,
-    never the value (up to R + R_last; beyond, it is clamped)."""
+    A value at or beyond its table's edge (|v| >= R, the edge holding the tail) is coded
+    as the edge and, after all of y, its excess |v| - R with ``excess`` (symbol = excess +
+    its radius): a misjudged scale costs bits, never the value (up to R + the excess
+    table's radius; beyond, it is clamped)."""
     z_symbols = _symbols(z[None], z_tables)[0]
     coder = constriction.stream.stack.AnsCoder()
     flat_y, flat_index = y.ravel(), index.ravel()
     radius = np.array([t.radius for t in scale_tables])[flat_index]
-    widest = scale_tables[-1]
     # A stack: the last pushed is read first. The decoder reads z, then y by index, then
     # the excesses of the values on an edge, in raster order.
     at_edge = np.flatnonzero(np.abs(flat_y) >= radius)
-    excess = np.minimum(np.abs(flat_y[at_edge]) - radius[at_edge], widest.radius)
     if len(at_edge):
-        coder.encode_reverse((excess + widest.radius).astype(np.int32), widest.models[0])
+        over = np.minimum(np.abs(flat_y[at_edge]) - radius[at_edge], excess.radius)
+        coder.encode_reverse((over + excess.radius).astype(np.int32), excess.models[0])
     for level in reversed(range(len(scale_tables))):
         where = flat_index == level
         if where.any():
@@ -271,6 +273,8 @@ def decode_hyper(
     z_shape: tuple[int, ...],
     scale_tables: list[SymbolTables],
     parameters,
+    *,
+    excess: SymbolTables,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Inverse of :func:`encode_hyper`: (z, y values). ``parameters(z)`` gives the scale
     index of every element of y (and its shape) from the decoded z: the hyper-synthesis."""
@@ -290,11 +294,10 @@ def decode_hyper(
         radius = np.array([t.radius for t in scale_tables])[flat_index]
         at_edge = np.flatnonzero(np.abs(y) >= radius)
         if len(at_edge):
-            widest = scale_tables[-1]
-            excess = coder.decode(widest.models[0], len(at_edge)).astype(np.int32) - widest.radius
-            if (excess < 0).any():
+            over = coder.decode(excess.models[0], len(at_edge)).astype(np.int32) - excess.radius
+            if (over < 0).any():
                 raise ValueError("a negative excess")
-            y[at_edge] += np.sign(y[at_edge]) * excess
+            y[at_edge] += np.sign(y[at_edge]) * over
     except (ValueError, RuntimeError) as e:
         raise CodingError(f"payload is not valid ANS data ({e})") from None
     if not coder.is_empty():

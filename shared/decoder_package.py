@@ -8,7 +8,7 @@ It is msgpack, never pickle, because it may be downloaded from a server.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import msgpack
 import numpy as np
@@ -83,6 +83,8 @@ class DecoderPackage:
             "scale_frequencies": b"".join(
                 t.frequencies.astype("<u2").tobytes() for t in h.scale_tables
             ),
+            "excess_radius": h.excess.radius,
+            "excess_frequencies": h.excess.frequencies.astype("<u2").tobytes(),
             "hyper": {
                 "mean": h.synthesis.mean,
                 "constants": hyper_constants(),
@@ -161,6 +163,13 @@ class DecoderPackage:
             row = flat[start : start + 2 * r + 1].astype(np.uint32)[None]
             scale_tables.append(SymbolTables(r, row))
             start += 2 * r + 1
+        excess_radius = int(d["excess_radius"])
+        if not 0 < excess_radius < 4096:
+            raise ValueError(f"excess radius {excess_radius} out of bounds")
+        excess = np.frombuffer(d["excess_frequencies"], dtype="<u2")
+        if len(excess) != 2 * excess_radius + 1:
+            raise ValueError("the excess table is cut short")
+        excess_table = SymbolTables(excess_radius, excess.astype(np.uint32)[None])
         h = d["hyper"]
         if h["constants"] != hyper_constants():
             raise ValueError("its integer hyper-synthesis uses other constants than this decoder")
@@ -185,17 +194,19 @@ class DecoderPackage:
             z_tables,
             bytes(d["onnx"]),
             digest_of(data),
-            HyperTables(scale_tables, synthesis),
+            HyperTables(scale_tables, synthesis, excess_table),
         )
 
 
 @dataclass(frozen=True, eq=False)
 class HyperTables:
-    """What a hyperprior codec's decoder adds: the scale tables of y and the integer
-    hyper-synthesis that picks one (and a mean) for every element of y."""
+    """What a hyperprior codec's decoder adds: the scale tables of y, the integer
+    hyper-synthesis that picks one (and a mean) for every element of y, and the table of
+    the excesses of values beyond their table's edge."""
 
     scale_tables: list[SymbolTables]
     synthesis: hyper.HyperSynthesis
+    excess: SymbolTables = field(default_factory=hyper.excess_table)
 
 
 def hyper_constants() -> dict[str, int]:

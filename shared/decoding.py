@@ -95,7 +95,12 @@ class Decoder:
             return index
 
         _, values = decode_hyper(
-            payload, self.package.tables, z_shape, hyper.scale_tables, parameters
+            payload,
+            self.package.tables,
+            z_shape,
+            hyper.scale_tables,
+            parameters,
+            excess=hyper.excess,
         )
         return values + means[0]
 

@@ -136,8 +136,10 @@ class HyperSynthesis:
 def scale_tables(max_radius: int = 511, tail: float = 1e-9) -> list[SymbolTables]:
     """One integer table per scale level: the zero-mean Gaussian of that standard
     deviation, integrated over each integer's unit interval, over [-R, R] with R the
-    smallest radius outside which less than ``tail`` of it lies (at most ``max_radius``).
-    Computed once, at export; the decoder package stores the integers."""
+    smallest radius outside which less than ``tail`` of it lies (at most ``max_radius``);
+    the edges -R and R hold the whole tails (a value beyond is coded as the edge, then
+    its excess with :func:`excess_table`). Computed once, at export; the decoder package
+    stores the integers."""
     from math import erf, sqrt
 
     tables = []
@@ -148,6 +150,20 @@ def scale_tables(max_radius: int = 511, tail: float = 1e-9) -> list[SymbolTables
             radius += 1
         edges = (np.arange(-radius, radius + 2) - 0.5) / (sigma * sqrt(2))
         cdf = 0.5 * (1 + np.array([erf(e) for e in edges]))
+        cdf[0], cdf[-1] = 0.0, 1.0  # the tails on the edges
         pmf = np.maximum(np.diff(cdf), 0.0)[None]
         tables.append(SymbolTables.from_pmf(pmf, radius, FREQUENCY_BITS))
     return tables
+
+
+EXCESS_MAX = 255  # the largest excess coded; beyond, a value is clamped
+
+
+def excess_table() -> SymbolTables:
+    """The table of how far beyond its scale table's edge a value lies, e = 0 ..
+    EXCESS_MAX (symbol e + EXCESS_MAX; the negative half only holds the coder's floor):
+    halving with each step, so the usual excess of 0 costs about a bit, a far one at most
+    the coder's 16."""
+    e = np.arange(-EXCESS_MAX, EXCESS_MAX + 1, dtype=np.float64)
+    pmf = np.where(e >= 0, 0.5 ** (np.maximum(e, 0) + 1), 0.0)[None]
+    return SymbolTables.from_pmf(pmf, EXCESS_MAX, FREQUENCY_BITS)

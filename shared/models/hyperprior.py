@@ -172,7 +172,7 @@ class HyperpriorCodec(nn.Module):
         float latent ``y`` rounded (gradients straight through): what encoder-side latent
         refinement minimizes. z follows y, as it will when coded."""
         y_hat = _ste_round(y)
-        z = self.hyper_analysis(y if self.config.mean else y.abs())
+        z = self.hyper_latent(y_hat)
         level, mean = self.parameters_of(_ste_round(z), y.shape[-2:])
         # The rates at y and z themselves, smooth (as in training); the distortion of y
         # rounded, as it will be decoded.
@@ -189,7 +189,7 @@ class HyperpriorCodec(nn.Module):
         them rounded (gradients straight through), as they will be. ``reconstruct=False``
         skips the synthesis (reconstruction None): training the entropy model alone."""
         y = self.analysis(x)
-        z = self.hyper_analysis(y if self.config.mean else y.abs())
+        z = self.hyper_latent(_ste_round(y))
         _, z_likelihood = self.z_prior(z, hard)
         z_int = _ste_round(z)
         level, mean = self.parameters_of(z_int, y.shape[-2:])
@@ -220,8 +220,12 @@ class HyperpriorCodec(nn.Module):
     def side_information(self, latent: np.ndarray) -> np.ndarray:
         """The integer hyper-latent z (Nz, h/4, w/4) of one integer latent (M, h, w)."""
         y = torch.from_numpy(latent[None].astype(np.float32)).to(next(self.parameters()).device)
-        z = self.hyper_analysis(y if self.config.mean else y.abs())
-        return torch.round(z[0]).to(torch.int32).cpu().numpy()
+        return torch.round(self.hyper_latent(y)[0]).to(torch.int32).cpu().numpy()
+
+    def hyper_latent(self, y_hat: torch.Tensor) -> torch.Tensor:
+        """z (before rounding) of the rounded latent: of the integers the IR codes, so the
+        encoder can compute it from them alone, in training as when coding."""
+        return self.hyper_analysis(y_hat if self.config.mean else y_hat.abs())
 
     def integer_hyper_synthesis(self) -> hyper.HyperSynthesis:
         layers = tuple(layer.integer() for layer in self.hyper_synthesis)

@@ -197,12 +197,14 @@ def decode_hyper(
     z_shape: Sequence[int],
     scale_tables: Sequence[tuple[Sequence[int], int]],
     index: Sequence[int] | Callable[[list[list[int]]], Sequence[int]],
+    excess_table: tuple[Sequence[int], int],
 ) -> tuple[list[list[int]], list[int]]:
     """(z, y values) of a hyperprior payload, as ``latentwire.shared.coding.decode_hyper``
     decodes them: ``z`` channel by channel with table ``c`` of ``z_frequencies`` (one per
     channel), then ``y`` grouped by scale index 0 .. L-1, raster order within a group, each
     element with ``scale_tables[level]`` = (frequency row, radius), then for every value on
-    its table's edge, in raster order, its excess beyond it (with the last table).
+    its table's edge, in raster order, its excess beyond it with ``excess_table`` =
+    (frequency row, radius).
 
     ``index`` is the flat (raster order) scale index of every element of ``y``, or a function
     that computes it from the decoded ``z`` (the hyper-synthesis). ``y`` comes back flat, in
@@ -229,13 +231,13 @@ def decode_hyper(
             cdf = cumulative([int(f) for f in row])
             for k in where:
                 y[k] = decoder.decode_cdf(cdf) - radius
-    # Values on the edge of their table (|y| = R): an excess each, in raster order, with
-    # the last (widest) table, its value e = symbol - R_last >= 0; |y| becomes R + e.
-    widest_row, widest_radius = scale_tables[-1]
-    widest = cumulative([int(f) for f in widest_row])
+    # Values on the edge of their table (|y| = R): an excess each, in raster order, its
+    # value e = symbol - R_excess >= 0; |y| becomes R + e.
+    excess_row, excess_radius = excess_table
+    excess_cdf = cumulative([int(f) for f in excess_row])
     for k, level in enumerate(levels):
         if abs(y[k]) == scale_tables[level][1]:
-            excess = decoder.decode_cdf(widest) - widest_radius
+            excess = decoder.decode_cdf(excess_cdf) - excess_radius
             if excess < 0:
                 raise ValueError("a negative excess: the payload is corrupt")
             y[k] += excess if y[k] > 0 else -excess

@@ -264,7 +264,7 @@ def test_hyperprior_streams():
     """z with per-channel tables, then y by scale index (the real 64 Gaussian tables, rows
     up to 783 wide, many frequencies of 1), from a given index map or from z."""
     rng = np.random.default_rng(4)
-    scales = hyper.scale_tables()
+    scales, excess = hyper.scale_tables(), hyper.excess_table()
     z_radius, z_shape = 6, (4, 2, 3)
     z_tables = SymbolTables(
         z_radius, np.stack([random_row(rng, 13, 0.3) for _ in range(4)]).astype(np.uint32)
@@ -278,19 +278,22 @@ def test_hyperprior_streams():
         sigma = hyper.scale_of(index)
         y = rng.normal(scale=sigma * rng.choice([0.5, 1.0, 3.0])).round().astype(np.int32)
         y[0, 0, 0], y[1, 1, 1], y[2, 2, 2] = 900, -45, 4  # misjudged scales
-        payload = coding.encode_hyper(z, z_tables, y, index, scales)
+        payload = coding.encode_hyper(z, z_tables, y, index, scales, excess=excess)
 
         def parameters(decoded_z, index=index):
             return index
 
-        their_z, their_y = coding.decode_hyper(payload, z_tables, z_shape, scales, parameters)
-        # Values beyond their table's edge come back whole (up to R + R_last) via an excess.
+        their_z, their_y = coding.decode_hyper(
+            payload, z_tables, z_shape, scales, parameters, excess=excess
+        )
+        # Values beyond their table's edge come back whole (up to R + the excess radius).
         edge = np.array([t.radius for t in scales])[index]
-        expected = np.sign(y) * np.minimum(np.abs(y), edge + scales[-1].radius)
+        expected = np.sign(y) * np.minimum(np.abs(y), edge + excess.radius)
         assert np.array_equal(their_y, expected) and (np.abs(y) > edge).any()
         scale_rows = [(t.frequencies[0].tolist(), t.radius) for t in scales]
         args = (payload, z_tables.frequencies.tolist(), z_radius, z_shape, scale_rows)
-        our_z, our_y = ref.decode_hyper(*args, index.ravel().tolist())
+        excess_row = (excess.frequencies[0].tolist(), excess.radius)
+        our_z, our_y = ref.decode_hyper(*args, index.ravel().tolist(), excess_row)
         assert np.array_equal(np.array(our_z).reshape(z_shape), their_z)
         assert np.array_equal(np.array(our_y).reshape(index.shape), their_y)
         seen = []
@@ -299,5 +302,5 @@ def test_hyperprior_streams():
             seen.append(decoded_z)
             return index.ravel().tolist()
 
-        from_z = ref.decode_hyper(*args, hyper_synthesis)
+        from_z = ref.decode_hyper(*args, hyper_synthesis, excess_row)
         assert from_z == (our_z, our_y) and np.array_equal(np.array(seen[0]).reshape(z_shape), z)
