@@ -14,7 +14,7 @@ COMPOSE_STAMP := $(COMPOSE)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test test-packaging dist docs lint format constraints clean system-packages
+.PHONY: serve test test-packaging dist docs lint format constraints clean system-packages js-deps
 
 $(STAMP): pyproject.toml constraints.txt shared/zoo/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,16 +31,30 @@ $(COMPOSE_STAMP): .ci/compose-requirements.txt
 serve: $(STAMP)
 	$(BIN)/latentwire serve --host $(HOST) --port $(PORT)
 
-# Debian packages the tests use: nginx (the routing test runs the real one).
+# Debian packages the tests use: nginx (the routing test runs the real one), and nodejs and
+# npm (the JavaScript decoder's tests) unless a node and an npm are already installed
+# (e.g. NodeSource's nodejs, which brings its own npm and conflicts with Debian's).
 DEBIAN_PACKAGES := nginx
+NODE_PACKAGES := nodejs npm
 system-packages:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	command -v node >/dev/null && command -v npm >/dev/null || missing="$$missing $(NODE_PACKAGES)"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 		else echo "make: the tests need the Debian packages:$$missing (apt-get install$$missing as root)"; fi; \
 	fi
 
-test: $(STAMP) $(COMPOSE_STAMP) system-packages
+# The JavaScript decoder's packages (client/js), exactly as package-lock.json pins them;
+# reinstalled only when the lockfile changes. No install scripts: none is needed.
+JS := client/js
+JS_STAMP := $(JS)/node_modules/.installed
+$(JS_STAMP): $(JS)/package.json $(JS)/package-lock.json | system-packages
+	cd $(JS) && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $(JS_STAMP)
+
+js-deps: $(JS_STAMP)
+
+test: $(STAMP) $(COMPOSE_STAMP) system-packages $(JS_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
@@ -75,4 +89,4 @@ constraints:
 	mv constraints.tmp constraints.txt
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache dist
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache dist $(JS)/node_modules

@@ -165,22 +165,6 @@ class HyperpriorCodec(nn.Module):
             return level, torch.zeros_like(level)
         return level, _ste_clamp(a[:, m:], -hyper.MEAN_MAX, hyper.MEAN_MAX)
 
-    def rate_distortion(
-        self, y: torch.Tensor, x: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(bits of y and z, squared error on the [0, 1] scale), per image, of coding the
-        float latent ``y`` rounded (gradients straight through): what encoder-side latent
-        refinement minimizes. z follows y, as it will when coded."""
-        y_hat = _ste_round(y)
-        z = self.hyper_latent(y_hat)
-        level, mean = self.parameters_of(_ste_round(z), y.shape[-2:])
-        # The rates at y and z themselves, smooth (as in training); the distortion of y
-        # rounded, as it will be decoded.
-        bits = -torch.log2(_gaussian_mass(y - mean, _sigma(level))).flatten(1).sum(1)
-        bits = bits - torch.log2(self.z_prior.likelihood(z)).flatten(1).sum(1)
-        error = (self.synthesis(y_hat) - x).pow(2).flatten(1).sum(1) / 4  # [-1, 1] -> [0, 1]
-        return bits, error
-
     def forward(
         self, x: torch.Tensor, hard: bool = False, reconstruct: bool = True
     ) -> tuple[torch.Tensor | None, torch.Tensor]:
