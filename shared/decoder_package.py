@@ -92,7 +92,7 @@ class DecoderPackage:
                     {
                         "kind": layer.kind,
                         "shape": list(layer.weight.shape),
-                        "weight": layer.weight.astype("<i4").tobytes(),
+                        "weight": layer.weight.astype("<i2").tobytes(),
                         "bias": layer.bias.astype("<i8").tobytes(),
                     }
                     for layer in h.synthesis.layers
@@ -178,7 +178,7 @@ class DecoderPackage:
             out, c_in, k, k2 = (int(v) for v in layer["shape"])
             if out * c_in * k * k2 > 1 << 24:
                 raise ValueError("a hyper-synthesis layer is too large")
-            weight = np.frombuffer(layer["weight"], "<i4").astype(np.int64)
+            weight = np.frombuffer(layer["weight"], "<i2").astype(np.int64)
             bias = np.frombuffer(layer["bias"], "<i8").astype(np.int64)
             layers.append(
                 hyper.IntegerLayer(str(layer["kind"]), weight.reshape(out, c_in, k, k2), bias)

@@ -30,7 +30,7 @@ from latentwire.shared.coding import FREQUENCY_BITS, SymbolTables
 WEIGHT_BITS = 8  # B: weights in steps of 1/256
 ACTIVATION_BITS = 4  # A: activations in steps of 1/16
 ACTIVATION_MAX = 1 << 14  # activations are clipped to [0, 1024] (in units of 1/16)
-WEIGHT_MAX = 1 << 15
+WEIGHT_MAX = (1 << 15) - 1  # int16 in the decoder package
 MAX_FAN_IN = 1 << 12  # products summed per output
 BIAS_MAX = 1 << 40
 SCALES = 64  # L scale levels: tables 0 .. 63
@@ -62,7 +62,7 @@ class IntegerLayer:
             raise ValueError(f"a {self.kind} layer with weights of shape {w.shape}")
         if b.shape != (w.shape[0],) or np.abs(w).max(initial=0) > WEIGHT_MAX:
             raise ValueError("bias shape or weight range out of bounds")
-        # What keeps every sum exact in float64: |input| < 2**16, |weight| <= 2**15, at
+        # What keeps every sum exact in float64: |input| < 2**16, |weight| < 2**15, at
         # most 2**12 products and |bias| <= 2**40 stay under 2**44.
         if w.shape[1] * w.shape[2] * w.shape[3] > MAX_FAN_IN or np.abs(b).max() > BIAS_MAX:
             raise ValueError("a layer's fan-in or bias is beyond what sums exactly")
