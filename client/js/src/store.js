@@ -1,0 +1,214 @@
+// Finding the decoder package an IR names (latentwire/client/decoding.py DecoderStore):
+// in memory, in options.packages, in local folders, in the cache (a folder in Node, the
+// Cache API in browsers), then from the server. A package is used only when its SHA-256
+// digest is the IR's and it is for the IR's model; a fetched one is cached only then.
+import { IRError } from './errors.js';
+import { digestHex, digestOf, MAX_PACKAGE_BYTES, parsePackage } from './package.js';
+import { createSession } from './synthesis.js';
+
+const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const BROWSER_CACHE = 'latentwire-decoders';
+
+/**
+ * @typedef {object} StoreOptions
+ * @property {Record<string, Uint8Array | ArrayBuffer | Array<Uint8Array | ArrayBuffer>>} [packages]
+ *   decoder packages by model id (several versions of one model: an array)
+ * @property {string[] | string} [packageDirs] Node: folders of model folders, each
+ *   `<id>/decoder.msgpack` (as latentwire's shared/zoo)
+ * @property {string} [cacheDir] Node: where fetched packages are kept, as
+ *   `<id>-<digest>.msgpack` (the Python client's cache layout: the two can share it)
+ * @property {boolean} [browserCache] keep fetched packages in the Cache API (default:
+ *   true where `caches` exists)
+ * @property {string} [baseUrl] a latentwire server: packages from `GET {baseUrl}/models/{id}/decoder`
+ * @property {string} [apiKey] sent as `Authorization: Bearer <key>`
+ * @property {(model: string) => Promise<Uint8Array | ArrayBuffer>} [fetchPackage]
+ *   how to get a package the store lacks (instead of baseUrl)
+ * @property {object} [ort] an onnxruntime-web module to use (default: imported once)
+ * @property {number} [numThreads] onnxruntime-web's wasm threads (default 1)
+ * @property {string | object} [wasmPaths] where onnxruntime-web finds its .wasm
+ */
+
+/** One model's decoder: its checked package and its synthesis session. */
+export class Decoder {
+  constructor(pkg, digest, runner) {
+    /** @type {import('./package.js').DecoderPackage} */
+    this.package = pkg;
+    /** @type {number} */
+    this.digest = digest;
+    this.runner = runner;
+  }
+}
+
+const bytesOf = (data) => (data instanceof Uint8Array ? data : new Uint8Array(data));
+
+export class DecoderStore {
+  /** @param {StoreOptions} [options] */
+  constructor(options = {}) {
+    this.options = options;
+    /** @type {Map<string, Promise<Decoder>>} */
+    this.decoders = new Map();
+  }
+
+  /**
+   * The decoder of (model, digest), or an IRError (`no-decoder`, `digest-mismatch`,
+   * `bad-decoder`, `fetch-failed`).
+   * @param {string} model
+   * @param {number} digest
+   * @returns {Promise<Decoder>}
+   */
+  get(model, digest) {
+    const key = `${digest}:${model}`;
+    let found = this.decoders.get(key);
+    if (!found) {
+      found = this.#find(model, digest);
+      this.decoders.set(key, found);
+      // A failure is not remembered (unless add() has put a decoder there meanwhile).
+      found.catch(() => this.decoders.get(key) === found && this.decoders.delete(key));
+    }
+    return found;
+  }
+
+  /**
+   * Keep a package (downloaded or given), after checking it is the one wanted.
+   * @param {string} model
+   * @param {number} digest
+   * @param {Uint8Array | ArrayBuffer} data
+   * @returns {Promise<Decoder>}
+   */
+  async add(model, digest, data) {
+    const bytes = bytesOf(data);
+    const actual = await digestOf(bytes);
+    if (actual !== digest) {
+      throw new IRError(
+        'bad-decoder',
+        `the decoder offered for ${JSON.stringify(model)} has digest ${digestHex(actual)}, the IR needs ${digestHex(digest)}; refused`,
+      );
+    }
+    const decoder = await this.#load(model, digest, bytes);
+    this.decoders.set(`${digest}:${model}`, Promise.resolve(decoder));
+    return decoder;
+  }
+
+  async #load(model, digest, bytes) {
+    const pkg = parsePackage(bytes);
+    if (pkg.model !== model) {
+      throw new IRError('bad-decoder', `decoder package is for ${JSON.stringify(pkg.model)}, not ${JSON.stringify(model)}`);
+    }
+    return new Decoder(pkg, digest, await createSession(pkg, this.options));
+  }
+
+  async #find(model, digest) {
+    let candidates = 0;
+    for await (const data of this.#local(model, digest)) {
+      candidates++;
+      if ((await digestOf(data)) === digest) return this.#load(model, digest, data);
+    }
+    const { baseUrl, fetchPackage } = this.options;
+    if (fetchPackage || baseUrl) {
+      const data = await this.#fetch(model, digest);
+      const decoder = await this.add(model, digest, data);
+      await this.#keep(model, digest, data);
+      return decoder;
+    }
+    if (candidates) {
+      throw new IRError(
+        'digest-mismatch',
+        `IR was made for a different version of ${model} (decoder digest ${digestHex(digest)}); this client has another`,
+      );
+    }
+    throw new IRError('no-decoder', `no decoder for model ${JSON.stringify(model)} is available here`);
+  }
+
+  /** Local packages of a model: given, in folders, cached. */
+  async *#local(model, digest) {
+    const given = this.options.packages;
+    if (given && Object.hasOwn(given, model)) {
+      for (const data of [given[model]].flat()) yield bytesOf(data);
+    }
+    if (!SAFE_ID.test(model)) return; // a model id from an IR becomes a path only if plain
+    const dirs = [this.options.packageDirs ?? []].flat();
+    const cacheDir = this.options.cacheDir;
+    if (dirs.length || cacheDir) {
+      const { readFile } = await import('node:fs/promises');
+      const { join } = await import('node:path');
+      const paths = dirs.map((dir) => join(dir, model, 'decoder.msgpack'));
+      if (cacheDir) paths.push(join(cacheDir, `${model}-${digestHex(digest)}.msgpack`));
+      for (const path of paths) {
+        let data;
+        try {
+          data = await readFile(path);
+        } catch {
+          continue; // not there
+        }
+        yield new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+      }
+    }
+    const cache = await this.#browserCache();
+    if (cache) {
+      const response = await cache.match(this.#cacheKey(model, digest));
+      if (response) yield new Uint8Array(await response.arrayBuffer());
+    }
+  }
+
+  #url(model) {
+    return `${this.options.baseUrl.replace(/\/+$/, '')}/models/${encodeURIComponent(model)}/decoder`;
+  }
+
+  #cacheKey(model, digest) {
+    const base = this.options.baseUrl ? this.#url(model) : `https://latentwire.invalid/models/${encodeURIComponent(model)}/decoder`;
+    return `${base}?digest=${digestHex(digest)}`; // a package per digest: a new version is a new entry
+  }
+
+  async #browserCache() {
+    if (this.options.browserCache === false || typeof globalThis.caches === 'undefined') return null;
+    try {
+      return await globalThis.caches.open(BROWSER_CACHE);
+    } catch {
+      return null; // e.g. an opaque origin
+    }
+  }
+
+  async #fetch(model, digest) {
+    const { fetchPackage, apiKey } = this.options;
+    try {
+      if (fetchPackage) return bytesOf(await fetchPackage(model));
+      const headers = apiKey ? { Authorization: `Bearer ${apiKey}` } : {};
+      const response = await fetch(this.#url(model), { headers });
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      // The server's ETag is the digest of the package it has: another one is refused
+      // without reading it.
+      const etag = response.headers.get('etag');
+      if (etag && etag.replace(/^W\//, '') !== `"${digestHex(digest)}"`) {
+        response.body?.cancel();
+        throw new IRError(
+          'digest-mismatch',
+          `IR was made for a different version of ${model} (decoder digest ${digestHex(digest)}); the server has ${etag}`,
+        );
+      }
+      const length = Number(response.headers.get('content-length'));
+      if (length > MAX_PACKAGE_BYTES) throw new Error('the decoder package is too large');
+      return new Uint8Array(await response.arrayBuffer());
+    } catch (e) {
+      if (e instanceof IRError) throw e;
+      throw new IRError('fetch-failed', `could not fetch the decoder of ${JSON.stringify(model)} (${e?.message ?? e})`);
+    }
+  }
+
+  async #keep(model, digest, data) {
+    const { cacheDir } = this.options;
+    if (cacheDir && SAFE_ID.test(model)) {
+      const { mkdir, rename, writeFile } = await import('node:fs/promises');
+      const { join } = await import('node:path');
+      await mkdir(cacheDir, { recursive: true });
+      const path = join(cacheDir, `${model}-${digestHex(digest)}.msgpack`);
+      const temporary = `${path}.${process.pid}.${Date.now()}.tmp`;
+      await writeFile(temporary, data);
+      await rename(temporary, path); // atomically: a reader never sees half a package
+    }
+    const cache = await this.#browserCache();
+    if (cache) {
+      const headers = { 'Content-Type': 'application/msgpack' };
+      await cache.put(this.#cacheKey(model, digest), new Response(data, { headers })).catch(() => {});
+    }
+  }
+}

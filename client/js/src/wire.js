@@ -1,0 +1,144 @@
+// The IR wire format (docs/ir-format.md), as latentwire/shared/wire.py parses it:
+//   [version, model, digest, payload]          models of fixed geometry
+//   [version, model, digest, payload, h, w]    size-agnostic models
+import { decode as unpack } from '@msgpack/msgpack';
+import { IRError } from './errors.js';
+
+export const VERSION = 2;
+export const DIGEST_BITS = 16;
+export const MAX_IR_BYTES = 64 << 20;
+export const MAX_SIDE = 1 << 15;
+
+/** Model codes of the shipped 28x28 codecs; fixed forever, never reused. */
+export const MODEL_CODES = Object.freeze({
+  1: 'fashion-mnist-q1',
+  2: 'fashion-mnist-q2',
+  3: 'fashion-mnist-q3',
+  4: 'fashion-mnist-q4',
+  5: 'fashion-mnist-q5',
+  6: 'fashion-mnist-q6',
+  11: 'mnist-q1',
+  12: 'mnist-q2',
+  13: 'mnist-q3',
+  14: 'mnist-q4',
+});
+
+/**
+ * @typedef {object} IR
+ * @property {string} model the model id
+ * @property {number} digest first 2 bytes of the SHA-256 of its decoder package
+ * @property {Uint8Array} payload the entropy-coded latent
+ * @property {[number, number] | null} size [height, width] for size-agnostic models
+ */
+
+/**
+ * An IR's bytes as a Uint8Array (no copy), or an IRError.
+ * @param {unknown} data
+ * @returns {Uint8Array}
+ */
+export function asBytes(data) {
+  if (data instanceof Uint8Array) return data;
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  throw new IRError('not-bytes', `an IR is bytes (a Uint8Array), not ${describe(data)}`);
+}
+
+function describe(value) {
+  if (value === null) return 'null';
+  if (typeof value === 'object') return value.constructor?.name ?? 'an object';
+  return typeof value;
+}
+
+/**
+ * Parse and bounds-check an IR, exactly as the Python client does.
+ * @param {Uint8Array | ArrayBuffer} data
+ * @returns {IR}
+ */
+export function parseIR(data) {
+  const bytes = asBytes(data);
+  if (bytes.length > MAX_IR_BYTES) {
+    throw new IRError('too-large', `IR of ${bytes.length} bytes is larger than the ${MAX_IR_BYTES}-byte limit`);
+  }
+  let fields;
+  try {
+    // The same limits as wire.py: lengths are checked against them (and against the
+    // bytes there are) before anything is allocated.
+    fields = unpack(bytes, {
+      maxStrLength: 128,
+      maxBinLength: MAX_IR_BYTES,
+      maxArrayLength: 8,
+      maxMapLength: 0,
+      maxExtLength: 0,
+    });
+  } catch (e) {
+    throw new IRError('malformed', `not a msgpack message (${e?.message ?? e})`);
+  }
+  if (!Array.isArray(fields) || (fields.length !== 4 && fields.length !== 6)) {
+    throw new IRError('malformed', 'an IR is a msgpack array of 4 or 6 fields');
+  }
+  // MessagePack floats decode to JS numbers too; Python refuses 2.0 as a version, so
+  // integers are told apart by their type byte on the wire.
+  const kinds = fieldKinds(bytes);
+  const isInt = (i) => kinds[i] === 'int' && Number.isInteger(fields[i]);
+  let [version, model, digest, payload] = fields;
+  if (!isInt(0)) throw new IRError('malformed', 'IR version is not an integer');
+  if (version !== VERSION) {
+    throw new IRError('version', `IR format version ${version} is not supported (this decoder reads ${VERSION})`);
+  }
+  if (isInt(1)) {
+    if (!Object.hasOwn(MODEL_CODES, model)) throw new IRError('unknown-model', `unknown model code ${model}`);
+    model = MODEL_CODES[model];
+  } else if (typeof model !== 'string' || !model) {
+    throw new IRError('malformed', 'IR model is neither a known code nor a model id');
+  }
+  if (!isInt(2) || digest < 0 || digest >= 2 ** DIGEST_BITS) {
+    throw new IRError('malformed', `IR decoder digest is not a ${DIGEST_BITS}-bit unsigned integer`);
+  }
+  if (!(payload instanceof Uint8Array)) throw new IRError('malformed', 'IR payload is not binary');
+  let size = null;
+  if (fields.length === 6) {
+    const [h, w] = fields.slice(4);
+    for (const i of [4, 5]) {
+      if (!isInt(i) || fields[i] < 1 || fields[i] > MAX_SIDE) {
+        throw new IRError('bad-size', `IR image size ${h}x${w} is out of bounds (1..${MAX_SIDE})`);
+      }
+    }
+    size = [h, w];
+  }
+  return { model, digest, payload, size };
+}
+
+/**
+ * The MessagePack kind ('int', 'float', 'data' for str and bin, or 'other') of each top-level field of an array
+ * that has already decoded. Only scalars are stepped over: the first field of another
+ * kind ends the list (a nested value fails the type checks anyway).
+ * @param {Uint8Array} b
+ * @returns {string[]}
+ */
+function fieldKinds(b) {
+  const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  let pos = 0;
+  const head = b[pos++];
+  let n;
+  if (head >= 0x90 && head <= 0x9f) n = head & 0x0f;
+  else if (head === 0xdc) (n = view.getUint16(pos)), (pos += 2);
+  else if (head === 0xdd) (n = view.getUint32(pos)), (pos += 4);
+  else return [];
+  const kinds = [];
+  for (let i = 0; i < n; i++) {
+    const t = b[pos++];
+    let kind = 'other';
+    let skip = 0;
+    if (t <= 0x7f || t >= 0xe0) kind = 'int';
+    else if (t >= 0xcc && t <= 0xd3) (kind = 'int'), (skip = 1 << (t & 3));
+    else if (t === 0xca || t === 0xcb) (kind = 'float'), (skip = t === 0xca ? 4 : 8);
+    else if (t >= 0xa0 && t <= 0xbf) (kind = 'data'), (skip = t & 0x1f);
+    else if (t === 0xd9 || t === 0xc4) (kind = 'data'), (skip = 1 + b[pos]);
+    else if (t === 0xda || t === 0xc5) (kind = 'data'), (skip = 2 + view.getUint16(pos));
+    else if (t === 0xdb || t === 0xc6) (kind = 'data'), (skip = 4 + view.getUint32(pos));
+    kinds.push(kind);
+    if (kind === 'other') break;
+    pos += skip;
+  }
+  return kinds;
+}

@@ -1,0 +1,32 @@
+// Shared by the tests: the golden folder the Python test writes (LATENTWIRE_JS_GOLDEN),
+// and a seeded random generator (reproducible fuzzing).
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+export const GOLDEN = process.env.LATENTWIRE_JS_GOLDEN;
+export const SKIP_GOLDEN = GOLDEN && existsSync(join(GOLDEN, 'cases.json')) ? false : 'needs LATENTWIRE_JS_GOLDEN (tests/client/test_js_decoder.py makes it)';
+
+/** @returns {{packageDirs: string[], cases: {name: string, model: string, height: number, width: number, channels: number, ir: Uint8Array, pixels: Uint8Array}[]}} */
+export function golden() {
+  const spec = JSON.parse(readFileSync(join(GOLDEN, 'cases.json'), 'utf8'));
+  for (const c of spec.cases) {
+    c.ir = new Uint8Array(readFileSync(join(GOLDEN, `${c.name}.lw`)));
+    c.pixels = new Uint8Array(readFileSync(join(GOLDEN, `${c.name}.pixels`)));
+  }
+  return spec;
+}
+
+/** mulberry32: a small seeded generator of floats in [0, 1). */
+export function random(seed) {
+  let a = seed >>> 0;
+  const next = () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  next.int = (lo, hi) => lo + Math.floor(next() * (hi - lo + 1)); // lo..hi inclusive
+  next.bytes = (n) => Uint8Array.from({ length: n }, () => next.int(0, 255));
+  return next;
+}
