@@ -48,6 +48,13 @@ class DecoderPackage:
     digest: int = 0  # of the serialized package; set by from_bytes (see digest_of)
     hyper: HyperTables | None = None  # a hyperprior codec's: y's tables, the hyper-synthesis
 
+    def __post_init__(self) -> None:
+        # What decoding divides by and allocates from: checked once, here.
+        if self.image_shape[0] not in (1, 3) or self.latent_shape[0] < 1:
+            raise ValueError(f"images of {self.image_shape[0]} channels are not decoded here")
+        if not 1 <= self.stride <= 64:
+            raise ValueError(f"stride {self.stride} out of bounds")
+
     def to_bytes(self) -> bytes:
         tables = self.tables
         if self.hyper is not None:
@@ -116,16 +123,16 @@ class DecoderPackage:
                 )
             if d.get("format") == 3:
                 return cls._from_hyper(d, data)
-            shape = tuple(int(v) for v in d["image_shape"])
-            latent = tuple(int(v) for v in d["latent_shape"])
-            radius = int(d["radius"])
+            shape = tuple(_whole(v) for v in d["image_shape"])
+            latent = tuple(_whole(v) for v in d["latent_shape"])
+            radius = _whole(d["radius"])
             version = d["format"]
             if version not in FORMATS or len(shape) != 3 or len(latent) != 3:
                 raise ValueError("unsupported format or bad shapes")
             if not 0 < radius < 4096:
                 raise ValueError(f"radius {radius} out of bounds")
-            positions = int(d["positions"]) if version == 2 else 1
-            contexts = int(d["contexts"]) if version == 2 else 1
+            positions = _whole(d["positions"]) if version == 2 else 1
+            contexts = _whole(d["contexts"]) if version == 2 else 1
             if positions not in (1, latent[1] * latent[2]) or not 0 < contexts <= MAX_CONTEXTS:
                 raise ValueError(f"{positions} positions, {contexts} contexts do not fit {latent}")
             dtype = "<u4" if version == 1 else "<u2"
@@ -134,25 +141,25 @@ class DecoderPackage:
                 raise ValueError(f"{len(freq)} tables for a latent of shape {latent}")
             tables = SymbolTables(radius, freq.astype(np.uint32), positions, contexts)
             model, onnx = str(d["model"]), bytes(d["onnx"])
-            stride = int(d["stride"])
+            stride = _whole(d["stride"])
+            return cls(model, shape, latent, stride, tables, onnx, digest_of(data))
         except DecoderPackageError:
             raise
         except (AttributeError, KeyError, TypeError, ValueError, msgpack.UnpackException) as e:
             raise DecoderPackageError(f"malformed decoder package ({e})") from None
-        return cls(model, shape, latent, stride, tables, onnx, digest_of(data))
 
     @classmethod
     def _from_hyper(cls, d: dict, data: bytes) -> DecoderPackage:
-        shape = tuple(int(v) for v in d["image_shape"])
-        latent = tuple(int(v) for v in d["latent_shape"])
+        shape = tuple(_whole(v) for v in d["image_shape"])
+        latent = tuple(_whole(v) for v in d["latent_shape"])
         if len(shape) != 3 or len(latent) != 3 or shape[1] or latent[1]:
             raise ValueError("a hyperprior codec takes images of any size")
-        radius = int(d["radius"])
+        radius = _whole(d["radius"])
         if not 0 < radius < 4096:
             raise ValueError(f"radius {radius} out of bounds")
         z_freq = np.frombuffer(d["frequencies"], dtype="<u2").reshape(-1, 2 * radius + 1)
         z_tables = SymbolTables(radius, z_freq.astype(np.uint32))
-        radii = [int(r) for r in d["scale_radii"]]
+        radii = [_whole(r) for r in d["scale_radii"]]
         if len(radii) != hyper.SCALES or not all(0 < r < 4096 for r in radii):
             raise ValueError("scale tables do not match this decoder's scale levels")
         flat = np.frombuffer(d["scale_frequencies"], dtype="<u2")
@@ -163,7 +170,7 @@ class DecoderPackage:
             row = flat[start : start + 2 * r + 1].astype(np.uint32)[None]
             scale_tables.append(SymbolTables(r, row))
             start += 2 * r + 1
-        excess_radius = int(d["excess_radius"])
+        excess_radius = _whole(d["excess_radius"])
         if not 0 < excess_radius < 4096:
             raise ValueError(f"excess radius {excess_radius} out of bounds")
         excess = np.frombuffer(d["excess_frequencies"], dtype="<u2")
@@ -174,8 +181,10 @@ class DecoderPackage:
         if h["constants"] != hyper_constants():
             raise ValueError("its integer hyper-synthesis uses other constants than this decoder")
         layers = []
+        if not 0 < len(h["layers"]) <= 16:
+            raise ValueError(f"a hyper-synthesis of {len(h['layers'])} layers")
         for layer in h["layers"]:
-            out, c_in, k, k2 = (int(v) for v in layer["shape"])
+            out, c_in, k, k2 = (_whole(v) for v in layer["shape"])
             if out * c_in * k * k2 > 1 << 24:
                 raise ValueError("a hyper-synthesis layer is too large")
             weight = np.frombuffer(layer["weight"], "<i2").astype(np.int64)
@@ -190,7 +199,7 @@ class DecoderPackage:
             str(d["model"]),
             shape,
             latent,
-            int(d["stride"]),
+            _whole(d["stride"]),
             z_tables,
             bytes(d["onnx"]),
             digest_of(data),
@@ -207,6 +216,13 @@ class HyperTables:
     scale_tables: list[SymbolTables]
     synthesis: hyper.HyperSynthesis
     excess: SymbolTables = field(default_factory=hyper.excess_table)
+
+
+def _whole(value: object) -> int:
+    """An integer field: msgpack's int, never a float, bool or string that int() would take."""
+    if type(value) is not int:
+        raise ValueError(f"{value!r} is not an integer")
+    return value
 
 
 def hyper_constants() -> dict[str, int]:

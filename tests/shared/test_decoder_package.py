@@ -47,6 +47,10 @@ def test_tables_per_position_and_context_round_trip_as_format_2():
         {"contexts": 3},  # the tables no longer fit
         {"frequencies": b"\x01\x00" * 10},
         {"format": 3},
+        {"stride": 0},  # decoding divides by it
+        {"image_shape": [2, 28, 28]},  # neither gray nor RGB
+        {"radius": 3.0},  # integers only: int() would take a float or a string
+        {"contexts": "2"},
     ],
 )
 def test_inconsistent_format_2_packages_are_refused(change):
