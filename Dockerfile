@@ -11,16 +11,25 @@
 # swaps in another build of the same version, e.g. the CPU-only one (a far smaller image).
 ARG BASE_IMAGE=nvidia/cuda:12.8.1-runtime-ubuntu24.04
 
-# Stage 1: the wheels of latentwire (code, manifests, decoders) and latentwire-weights (the
-# shipped models' weights, built from shared/zoo/), nothing else.
+# Stage 0: the browser runtime of the page (onnxruntime-web, @msgpack/msgpack), exactly as
+# client/js/package-lock.json pins it.
+FROM node:20-bookworm-slim AS js
+WORKDIR /js
+COPY client/js/package.json client/js/package-lock.json ./
+RUN npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+
+# Stage 1: the wheels of latentwire (code, manifests, decoders), latentwire-weights (the
+# shipped models' weights, built from shared/zoo/) and latentwire-web (the page and the JS
+# decoder with its runtime, built from client/js/), nothing else.
 FROM python:3.12-slim-bookworm AS wheel
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY client/ client/
+COPY --from=js /js/node_modules client/js/node_modules
 COPY server/ server/
 COPY shared/ shared/
 COPY training/ training/
-RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . ./shared/zoo
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . ./shared/zoo ./client/js
 
 # Stage 2: the runtime, with only the server extra installed (it pulls latentwire-weights).
 FROM ${BASE_IMAGE} AS runtime

@@ -3,8 +3,13 @@
 # reinstall only when pyproject.toml or constraints.txt change.
 # The shipped weights are a distribution of their own, latentwire-weights (shared/zoo/),
 # which the server and training extras need: it is installed from the checkout beside the
-# editable latentwire (whose own zoo folder, holding the same files, is read first).
+# editable latentwire (whose own zoo folder, holding the same files, is read first). So is
+# latentwire-web (client/js/: the page and the JS decoder with its runtime, which the server
+# extra needs); it is built from client/js/node_modules, so npm ci (js-deps) runs first, and
+# the server reads the checkout's client/js first.
 
+JS := client/js
+JS_STAMP := $(JS)/node_modules/.installed
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -16,9 +21,9 @@ PORT ?= 8000
 
 .PHONY: serve test test-packaging dist docs lint format constraints clean system-packages js-deps
 
-$(STAMP): pyproject.toml constraints.txt shared/zoo/pyproject.toml
+$(STAMP): pyproject.toml constraints.txt shared/zoo/pyproject.toml $(JS)/pyproject.toml | $(JS_STAMP)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -qq -c constraints.txt ./shared/zoo -e ".[server,training,dev]"
+	$(BIN)/python -m pip install -qq -c constraints.txt ./shared/zoo ./$(JS) -e ".[server,training,dev]"
 	touch $(STAMP)
 
 # docker-compose (for `docker-compose config` in the tests) needs pins of its own.
@@ -31,10 +36,11 @@ $(COMPOSE_STAMP): .ci/compose-requirements.txt
 serve: $(STAMP)
 	$(BIN)/latentwire serve --host $(HOST) --port $(PORT)
 
-# Debian packages the tests use: nginx (the routing test runs the real one), and nodejs and
-# npm (the JavaScript decoder's tests) unless a node and an npm are already installed
-# (e.g. NodeSource's nodejs, which brings its own npm and conflicts with Debian's).
-DEBIAN_PACKAGES := nginx
+# Debian packages the tests use: nginx (the routing test runs the real one), chromium and
+# chromium-driver (the page's tests drive a real headless browser through Selenium), and
+# nodejs and npm (the JavaScript decoder's tests) unless a node and an npm are already
+# installed (e.g. NodeSource's nodejs, which brings its own npm and conflicts with Debian's).
+DEBIAN_PACKAGES := nginx chromium chromium-driver
 NODE_PACKAGES := nodejs npm
 system-packages:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -46,8 +52,6 @@ system-packages:
 
 # The JavaScript decoder's packages (client/js), exactly as package-lock.json pins them;
 # reinstalled only when the lockfile changes. No install scripts: none is needed.
-JS := client/js
-JS_STAMP := $(JS)/node_modules/.installed
 $(JS_STAMP): $(JS)/package.json $(JS)/package-lock.json | system-packages
 	cd $(JS) && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
 	touch $(JS_STAMP)
@@ -59,14 +63,15 @@ test: $(STAMP) $(COMPOSE_STAMP) system-packages $(JS_STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
 
-# Builds both distributions and installs each into a fresh venv (a few minutes; CI runs it).
-test-packaging: $(STAMP)
+# Builds the distributions and installs them into fresh venvs (a few minutes; CI runs it).
+test-packaging: $(STAMP) $(JS_STAMP)
 	$(BIN)/python -m pytest -q -m packaging -s
 
-# sdists and wheels of latentwire and latentwire-weights, in dist/.
-dist: $(STAMP)
+# sdists and wheels of latentwire, latentwire-weights and latentwire-web, in dist/.
+dist: $(STAMP) $(JS_STAMP)
 	$(BIN)/python -m build --outdir dist .
 	$(BIN)/python -m build --outdir dist shared/zoo
+	$(BIN)/python -m build --outdir dist $(JS)
 
 # The docs made from the code: the settings table, latentwire.env.
 docs: $(STAMP)
@@ -81,11 +86,11 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 # Re-pin after changing pyproject.toml: resolve in a scratch venv and freeze it.
-constraints:
+constraints: $(JS_STAMP)
 	rm -rf /tmp/latentwire-pin && $(PYTHON) -m venv /tmp/latentwire-pin
-	/tmp/latentwire-pin/bin/pip install --quiet ./shared/zoo -e ".[server,training,dev]"
+	/tmp/latentwire-pin/bin/pip install --quiet ./shared/zoo ./$(JS) -e ".[server,training,dev]"
 	{ head -2 constraints.txt; /tmp/latentwire-pin/bin/pip freeze --exclude-editable \
-		| grep -v '^latentwire-weights=='; } > constraints.tmp
+		| grep -v -e '^latentwire-weights==' -e '^latentwire-web=='; } > constraints.tmp
 	mv constraints.tmp constraints.txt
 
 clean:

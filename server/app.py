@@ -15,7 +15,7 @@ from latentwire.server.errors import install_error_handlers
 from latentwire.server.metrics import Metrics
 from latentwire.server.middleware import ApiKeys, BodyLimit, RequestMetrics
 from latentwire.server.registry import ModelRegistry
-from latentwire.server.routes import encode, generate, health, models, upscale
+from latentwire.server.routes import encode, generate, health, models, upscale, web
 from latentwire.server.settings import Settings
 from latentwire.server.workers import stand_back
 
@@ -61,7 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.ready = False
     install_error_handlers(app)
 
-    for routes in (health, models, encode, upscale, generate):
+    for routes in (health, models, encode, upscale, generate, web):
         app.include_router(routes.router)
     app.add_api_route("/metrics", health.metrics_response, methods=["GET"], include_in_schema=False)
     if not open_docs:
@@ -77,8 +77,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, metrics=metrics)
-    if settings.keys:  # health stays open: orchestrators probe it without a key
-        open_paths = [route.path for route in health.router.routes]
-        app.add_middleware(ApiKeys, keys=settings.keys, open_paths=open_paths, metrics=metrics)
+    if settings.keys:
+        # Health stays open (orchestrators probe it without a key), and so do the page and
+        # its static files: a browser loads them without a header; the page then asks for
+        # a key and sends it with each request.
+        open_paths = [route.path for route in health.router.routes] + ["/"]
+        app.add_middleware(
+            ApiKeys,
+            keys=settings.keys,
+            open_paths=open_paths,
+            open_prefixes=["/client/"],
+            metrics=metrics,
+        )
     app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: sees every answer
     return app

@@ -18,17 +18,24 @@ from latentwire.server.metrics import Metrics
 
 
 class ApiKeys:
-    """With keys configured, every path but ``open_paths`` needs ``Authorization: Bearer
-    <key>`` naming one of them (401 otherwise). A middleware, not a route dependency, so
+    """With keys configured, every path but ``open_paths`` (and those starting with one of
+    ``open_prefixes``) needs ``Authorization: Bearer <key>`` naming one of them (401
+    otherwise). A middleware, not a route dependency, so
     that a server without keys pays nothing per request and one with keys refuses a
     stranger before reading the body or resolving the route."""
 
     def __init__(
-        self, app: ASGIApp, keys: Collection[str], open_paths: Collection[str], metrics: Metrics
+        self,
+        app: ASGIApp,
+        keys: Collection[str],
+        open_paths: Collection[str],
+        metrics: Metrics,
+        open_prefixes: Collection[str] = (),
     ) -> None:
         self.app, self.metrics = app, metrics
         self.keys = [key.encode() for key in keys]
         self.open_paths = frozenset(open_paths)
+        self.open_prefixes = tuple(open_prefixes)
 
     def _allowed(self, authorization: bytes) -> bool:
         scheme, _, given = authorization.partition(b" ")
@@ -39,7 +46,12 @@ class ApiKeys:
         return ok and scheme.lower() == b"bearer"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.open_paths:
+        path = scope.get("path", "")
+        if (
+            scope["type"] != "http"
+            or path in self.open_paths
+            or path.startswith(self.open_prefixes)
+        ):
             return await self.app(scope, receive, send)
         authorization = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
         if self._allowed(authorization):

@@ -83,6 +83,8 @@ ROUTE_TASKS = {
     "/models": "codec",
     "/upscale": "upscale",
     "/generate": "generate",
+    "/": "codec",  # the page, which calls /encode and /models
+    "/client": "codec",
 }
 
 

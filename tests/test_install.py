@@ -1,11 +1,12 @@
-"""What a user installs: both distributions built from this checkout (sdist, then the wheel
+"""What a user installs: the distributions built from this checkout (sdist, then the wheel
 from the sdist, as `python -m build` does), installed into fresh virtual environments at
 the pinned versions, and used from outside the checkout.
 
 - the base install, `pip install latentwire`: decodes an IR of every shipped codec with a
   bare `decode(ir)`, offline, with an empty decoder cache and no torch;
 - the server install, `pip install "latentwire[server]"`: `latentwire serve` hosts every
-  shipped model, and makes the IRs the base install decodes.
+  shipped model, makes the IRs the base install decodes, and serves the browser page and
+  the JS decoder from latentwire-web (never from the base wheel: its wasm is 14 MB).
 
 Slow (a fresh venv with torch): `make test-packaging` runs these, and CI runs it.
 """
@@ -39,13 +40,21 @@ CODECS = [p for p in ZOO if (p / DECODER_NAME).is_file()]
 # The tasks a server hosts (autoencoders and classifiers are for training and evaluation).
 SERVED = {m.id for m in map(read_manifest, ZOO) if m.task in ("codec", "upscale", "generate")}
 BUDGET_MB = 25  # the installed `latentwire` package of the base install (README, Install)
+WEB_FILES = (
+    "latentwire.js",
+    "page/index.html",
+    "node_modules/@msgpack/msgpack/dist.esm/index.mjs",
+    "node_modules/onnxruntime-web/dist/ort.wasm.bundle.min.mjs",
+    "node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.wasm",
+)
 
 
 @pytest.fixture(scope="module")
 def dists(tmp_path_factory) -> dict[str, Path]:
-    """sdist and wheel of `latentwire` (the repo root) and `latentwire-weights` (zoo/)."""
+    """sdist and wheel of `latentwire` (the repo root), `latentwire-weights` (zoo/) and
+    `latentwire-web` (client/js/, from its npm ci-installed node_modules)."""
     out = tmp_path_factory.mktemp("dist")
-    for project in (REPO, REPO / "shared" / "zoo"):
+    for project in (REPO, REPO / "shared" / "zoo", REPO / "client" / "js"):
         subprocess.run(
             [sys.executable, "-m", "build", "--outdir", str(out), str(project)],
             check=True,
@@ -56,6 +65,8 @@ def dists(tmp_path_factory) -> dict[str, Path]:
         "sdist": out / "latentwire-0.1.0.tar.gz",
         "weights": out / "latentwire_weights-0.1.0-py3-none-any.whl",
         "weights_sdist": out / "latentwire_weights-0.1.0.tar.gz",
+        "web": out / "latentwire_web-0.1.0-py3-none-any.whl",
+        "web_sdist": out / "latentwire_web-0.1.0.tar.gz",
     }
     assert all(p.is_file() for p in found.values()), sorted(p.name for p in out.iterdir())
     return found
@@ -99,6 +110,8 @@ def test_each_distribution_holds_what_its_install_needs(dists):
     for folder in CODECS:
         assert f"latentwire/shared/zoo/{folder.name}/{DECODER_NAME}" in names
     assert not [n for n in names if n.endswith(".safetensors")]
+    # Nor the browser's files: they are latentwire-web's.
+    assert not [n for n in names if n.endswith((".wasm", ".js", ".mjs", ".html"))]
     # The sdist carries the same files (the wheel above was built from it).
     with tarfile.open(dists["sdist"]) as sdist:
         members = sdist.getnames()
@@ -113,6 +126,15 @@ def test_each_distribution_holds_what_its_install_needs(dists):
     metadata = zipfile.ZipFile(dists["wheel"]).read("latentwire-0.1.0.dist-info/METADATA")
     for extra in ("server", "training"):
         assert f'Requires-Dist: latentwire-weights==0.1.0; extra == "{extra}"'.encode() in metadata
+    assert b'Requires-Dist: latentwire-web==0.1.0; extra == "server"' in metadata
+
+    # The page, the decoder and the runtime it loads, in client/js's layout.
+    web = set(zipfile.ZipFile(dists["web"]).namelist())
+    for path in (*WEB_FILES, "page/page.js", "src/latent.js"):
+        assert f"latentwire_web/{path}" in web, path
+    assert not [n for n in web if "/test/" in n or n.endswith(".py")]
+    with tarfile.open(dists["web_sdist"]) as sdist:  # the wheel above was built from it
+        assert "latentwire_web-0.1.0/" + WEB_FILES[-1] in sdist.getnames()
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +180,16 @@ def test_the_server_install_serves_every_shipped_model(installed_server):
     site = next((venv / "lib").glob("python3*/site-packages"))
     assert (site / "latentwire_weights" / "sr2x" / WEIGHTS_NAME).is_file()
     assert not (site / "latentwire" / "shared" / "zoo" / "sr2x" / WEIGHTS_NAME).exists()
+    # The page and the JS decoder, from latentwire-web: its files, byte for byte.
+    web = site / "latentwire_web"
+    page = httpx.get(f"{url}/")
+    assert page.status_code == 200 and page.content == (web / "page" / "index.html").read_bytes()
+    module = httpx.get(f"{url}/client/latentwire.js")
+    assert module.status_code == 200 and "export async function decode" in module.text
+    assert "'@msgpack/msgpack'" not in httpx.get(f"{url}/client/src/wire.js").text  # rewritten
+    wasm = httpx.get(f"{url}/client/node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.wasm")
+    assert wasm.headers["content-type"] == "application/wasm"
+    assert wasm.content == (web / WEB_FILES[-1]).read_bytes()
     print(
         f"\nserver install: latentwire {folder_mb(site / 'latentwire'):.1f} MB, "
         f"latentwire_weights {folder_mb(site / 'latentwire_weights'):.1f} MB, "

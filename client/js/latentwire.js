@@ -26,9 +26,19 @@ export const MAX_PIXELS = 4096 * 4096;
  */
 
 /**
- * @typedef {import('./src/store.js').StoreOptions & {store?: DecoderStore}} DecodeOptions
+ * @typedef {object} CodeLengths where the bits of an IR went, by latent position
+ * @property {number} width latent columns
+ * @property {number} height latent rows
+ * @property {Float64Array} bits height*width: the code lengths, -log2(frequency / 2^16),
+ *   of every symbol decoded at each position (all channels; a hyperprior's side
+ *   information shared out over the positions it covers)
+ */
+
+/**
+ * @typedef {import('./src/store.js').StoreOptions & {store?: DecoderStore, codeLengths?: boolean}} DecodeOptions
  *   `store`: the DecoderStore to use; without one, a store is made from the options
- *   (and kept for later calls with the same options object)
+ *   (and kept for later calls with the same options object). `codeLengths`: also give
+ *   each image a `codeLengths` property ({@link CodeLengths}).
  */
 
 const stores = new WeakMap();
@@ -68,7 +78,7 @@ export async function decodeBatch(irs, options) {
   const images = [];
   for (const ir of parsed) {
     const decoder = await store.get(ir.model, ir.digest);
-    images.push(await decodeWith(decoder, ir));
+    images.push(await decodeWith(decoder, ir, options?.codeLengths === true));
   }
   return images;
 }
@@ -93,15 +103,17 @@ function latentShape(pkg, ir) {
   return [pkg.latentShape[0], Math.ceil(ir.size[0] / s), Math.ceil(ir.size[1] / s)];
 }
 
-async function decodeWith(decoder, ir) {
+async function decodeWith(decoder, ir, wantLengths) {
   const pkg = decoder.package;
   if (ir.digest !== decoder.digest) {
     throw new IRError('digest-mismatch', `IR was made for a different version of ${ir.model}`);
   }
   const shape = latentShape(pkg, ir);
-  const latent = pkg.hyper ? decodeHyper(ir.payload, pkg, shape) : decodeLatent(ir.payload, pkg.tables, shape);
+  const bits = wantLengths ? new Float64Array(shape[1] * shape[2]) : undefined;
+  const latent = pkg.hyper ? decodeHyper(ir.payload, pkg, shape, bits) : decodeLatent(ir.payload, pkg.tables, shape, bits);
   const [height, width] = ir.size ?? pkg.imageShape.slice(1);
   const data = await synthesize(decoder.runner, pkg, latent, shape, height, width);
-  if (typeof globalThis.ImageData === 'function') return new globalThis.ImageData(data, width, height);
-  return { width, height, data };
+  const image = typeof globalThis.ImageData === 'function' ? new globalThis.ImageData(data, width, height) : { width, height, data };
+  if (bits) image.codeLengths = { width: shape[2], height: shape[1], bits };
+  return image;
 }

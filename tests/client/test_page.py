@@ -202,7 +202,9 @@ def test_the_page_decodes_real_images_to_the_python_clients_pixels(
 
 
 def test_decode_times_and_bytes_downloaded(browser_factory, server, images):
-    """The README's figures: printed, with bounds loose enough for a busy 2-core machine."""
+    """The README's figures, printed (speed is a benchmark's, not a test's); what is tested:
+    a later visit downloads nothing but revalidations, the decoder package comes from the
+    Cache API."""
     browser = browser_factory()  # a new profile: nothing cached yet
     browser.get(f"{server}/")
     wait_for_state(browser, ("idle",))
@@ -229,7 +231,6 @@ def test_decode_times_and_bytes_downloaded(browser_factory, server, images):
         f"\nfirst visit downloads {first} ({sum(first.values()) / 1e6:.2f} MB); "
         f"a later one {later} ({sum(later.values()) / 1e3:.1f} kB)"
     )
-    assert small_median <= 50 and photo_median <= 6000
     assert first["wasm"] > 1e6 and first["decoder package"] > 1e4
     assert sum(later.values()) < 20_000 and later.get("decoder package", 0) == 0
 

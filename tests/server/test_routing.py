@@ -115,6 +115,11 @@ def test_routes_go_to_the_replicas_that_host_them(cluster, data_dir):
     assert r.status_code == 200 and Image.open(io.BytesIO(r.content)).size == (40, 20)
     r = httpx.post(f"{url}/generate", params={"n": 2})
     assert r.status_code == 200
+    # The page and the decoder it imports, from the codec replicas.
+    r = httpx.get(f"{url}/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    r = httpx.get(f"{url}/client/latentwire.js")
+    assert r.status_code == 200 and "export async function decode" in r.text
     r = httpx.get(f"{url}/nowhere")
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
 

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { decode, decodeBatch, DecoderStore, IRError } from '../latentwire.js';
+import { decode, decodeBatch, DecoderStore, IRError, parseIR } from '../latentwire.js';
 import { golden, GOLDEN, SKIP_GOLDEN } from './helpers.js';
 
 test('IRs decode to the Python client pixels', { skip: SKIP_GOLDEN }, async () => {
@@ -72,3 +72,26 @@ test('mutated IRs: refused where the Python client refuses them, else the same p
   }
   assert.ok(decoded > 0 && decoded < mutated.length, `${decoded} of ${mutated.length} decoded`);
 });
+
+test('code lengths add up to the payload and leave the pixels unchanged', { skip: SKIP_GOLDEN }, async () => {
+  const { packageDirs, cases } = golden();
+  const store = new DecoderStore({ packageDirs, browserCache: false });
+  const seen = new Set();
+  for (const c of cases) {
+    if (seen.has(c.model)) continue; // one IR of each model is enough
+    seen.add(c.model);
+    const image = await decode(c.ir, { store, codeLengths: true });
+    assert.deepEqual(image.data, (await decode(c.ir, { store })).data, c.name);
+    const { width, height, bits } = image.codeLengths;
+    assert.equal(bits.length, width * height);
+    assert.ok(bits.every((b) => b >= 0));
+    // The ideal code length is what the coder spends, give or take its final words.
+    const payloadBits = 8 * parseIRPayloadLength(c.ir);
+    const total = bits.reduce((a, b) => a + b, 0);
+    assert.ok(total <= 1.001 * payloadBits + 8 && total >= 0.98 * payloadBits - 96, `${c.name}: ${total} of ${payloadBits} bits`);
+  }
+});
+
+function parseIRPayloadLength(ir) {
+  return parseIR(ir).payload.length;
+}
