@@ -22,7 +22,6 @@ from pathlib import Path
 
 from fastapi import APIRouter, Request, Response
 
-import latentwire.client
 from latentwire.server.deps import registry_of
 from latentwire.server.errors import ApiError
 
@@ -62,7 +61,8 @@ def served(root: Path) -> dict[str, Path]:
 
 def candidate_roots() -> list[Path]:
     """Where the files may be: the checkout's client/js, then latentwire-web's package."""
-    roots = [Path(latentwire.client.__file__).parent / "js"]
+    # The package root (server/routes/ is two below it): no import of the client layer.
+    roots = [Path(__file__).resolve().parents[2] / "client" / "js"]
     spec = importlib.util.find_spec(WEB_DISTRIBUTION)
     if spec is not None and spec.submodule_search_locations:
         roots += [Path(p) for p in spec.submodule_search_locations]
