@@ -89,3 +89,15 @@ def init_weights(init: str | Path) -> dict[str, torch.Tensor]:
     from latentwire.shared.package import package_folder, verified_weights_path
 
     return load_file(verified_weights_path(package_folder(init)))
+
+
+def package_record(init: str | Path) -> dict[str, Any] | None:
+    """How a model package named by ``--init`` was made (its id, weights and training), as
+    the run starts: recorded in the run's config, it survives the package being replaced
+    (a new level exported under the same id). None for a checkpoint file."""
+    if Path(init).is_file():
+        return None
+    from latentwire.shared.package import package_folder, read_manifest
+
+    manifest = read_manifest(package_folder(init))
+    return {"package": manifest.id, "weights_sha256": manifest.weights_sha256, **manifest.training}

@@ -84,15 +84,19 @@ def _training(cfg: dict[str, Any], state: dict[str, Any], extra: dict[str, Any])
     training.update(
         epochs=state["epoch"], seconds=round(state["seconds"], 1), hardware=state["hardware"]
     )
-    training["init"] = _init_provenance(cfg.get("init"))
+    training["init"] = _init_provenance(cfg.get("init"), cfg.get("init_package"))
     return {k: v for k, v in training.items() if v is not None}
 
 
-def _init_provenance(init: str | None) -> dict[str, Any] | None:
+def _init_provenance(init: str | None, package: dict | None = None) -> dict[str, Any] | None:
     """How the checkpoint a run started from (``--init``) was trained, and so on back: a
-    fine-tuned model's manifest then holds every command and second that made it."""
+    fine-tuned model's manifest then holds every command and second that made it. A
+    package's history is the one the run recorded when it started (``package``), else
+    the package's manifest as it is now."""
     if not init:
         return None
+    if package:
+        return package
     if not Path(init).is_file():  # a model package: its manifest holds its own history
         try:
             manifest = read_manifest(package_folder(init))
@@ -111,7 +115,7 @@ def _init_provenance(init: str | None) -> dict[str, Any] | None:
         "epochs": state["epoch"],
         "seconds": round(state["seconds"], 1),
         "hardware": state["hardware"],
-        "init": _init_provenance(cfg.get("init")),
+        "init": _init_provenance(cfg.get("init"), cfg.get("init_package")),
     }
     return {k: v for k, v in found.items() if v is not None}
 

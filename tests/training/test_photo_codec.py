@@ -218,3 +218,23 @@ def test_a_hyperprior_stage_keeps_the_transforms_and_a_gray_codec_starts_from_it
     (ir,) = codec.compress([pixels[None]])
     (decoded,) = codec.decompress([ir])
     assert decoded.shape == (70, 90) and psnr(pixels, decoded) > 15
+
+
+def test_a_package_init_is_recorded_as_it_was_when_the_run_started(
+    tiny_photo_codec, data_dir, tmp_path
+):
+    """A level re-exported under the id it started from must not rewrite its own history."""
+    import shutil
+
+    from latentwire.training.checkpoint import latest_checkpoint
+    from latentwire.training.export import export
+    from latentwire.training.recipes.codec import train
+
+    package = tmp_path / "photo"
+    shutil.copytree(tiny_photo_codec / "photo", package)
+    before = read_manifest(package).training
+    train(tiny_photo_config(data_dir, tmp_path / "run", patches_per_epoch=32, init=str(package)))
+    manifest = export(latest_checkpoint(tmp_path / "run"), package, "photo-tiny-q3")
+    assert read_manifest(package).training["command"] == manifest.training["command"]
+    assert manifest.training["init"]["command"] == before["command"]
+    assert manifest.training["init"]["package"] == "photo-tiny-q3"

@@ -44,7 +44,7 @@ from latentwire.shared.models import ImageShape, get_model
 from latentwire.shared.models.codec import TRANSFORMS, FactorizedCodec
 from latentwire.shared.models.entropy import spread_prior
 from latentwire.training import distributed
-from latentwire.training.checkpoint import init_weights
+from latentwire.training.checkpoint import init_weights, package_record
 from latentwire.training.data import (
     ImageDataConfig,
     add_image_arguments,
@@ -98,6 +98,7 @@ class TrainConfig(ImageDataConfig):
     hard_quantization: bool = False  # round in training too; the analysis stays as it is
     freeze_transforms: bool = False  # train only the entropy model (a new hyperprior first)
     init: str | None = None  # checkpoint to start from
+    init_package: dict | None = None  # set by train: how a package --init was made
     photos: str = TRAIN_SETS  # --dataset photos: the folders to cut patches from
     patch: int = 128
     patches_per_epoch: int = 4096
@@ -237,6 +238,7 @@ def train(cfg: TrainConfig) -> nn.Module:
         torch.manual_seed(cfg.seed)
         model = build(cfg, shape)
         if cfg.init and not cfg.resume:
+            cfg = replace(cfg, init_package=package_record(cfg.init))
             initialize(model, init_weights(cfg.init))
             if runtime.is_main:
                 log.info("initialized from %s", cfg.init)
