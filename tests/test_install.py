@@ -186,7 +186,7 @@ def test_the_server_install_serves_every_shipped_model(installed_server):
     assert page.status_code == 200 and page.content == (web / "page" / "index.html").read_bytes()
     module = httpx.get(f"{url}/client/latentwire.js")
     assert module.status_code == 200 and "export async function decode" in module.text
-    assert "'@msgpack/msgpack'" not in httpx.get(f"{url}/client/src/wire.js").text  # rewritten
+    assert "'@msgpack/msgpack'" not in httpx.get(f"{url}/client/src/msgpack.js").text  # rewritten
     wasm = httpx.get(f"{url}/client/node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.wasm")
     assert wasm.headers["content-type"] == "application/wasm"
     assert wasm.content == (web / WEB_FILES[-1]).read_bytes()

@@ -6,6 +6,7 @@
 //   canvas.getContext('2d').putImageData(image, 0, 0);
 import { IRError } from './src/errors.js';
 import { decodeHyper, decodeLatent } from './src/latent.js';
+import { MAX_PIXELS } from './src/package.js';
 import { DecoderStore } from './src/store.js';
 import { synthesize } from './src/synthesis.js';
 import { parseIR } from './src/wire.js';
@@ -13,10 +14,13 @@ import { parseIR } from './src/wire.js';
 export { IRError } from './src/errors.js';
 export { Decoder, DecoderStore } from './src/store.js';
 export { MAX_IR_BYTES, MAX_SIDE, MODEL_CODES, parseIR, VERSION } from './src/wire.js';
-export { digestOf, parsePackage } from './src/package.js';
+export { digestOf, MAX_PIXELS, parsePackage } from './src/package.js';
 
-/** The largest image this client decodes (as the Python client's MAX_PIXELS). */
-export const MAX_PIXELS = 4096 * 4096;
+/**
+ * The most values a latent may hold (an Int32Array of 256 MiB): a 4096x4096 image through
+ * the shipped photo codecs has 6.3 M; a package of a latent beyond it is refused unread.
+ */
+const MAX_LATENT = 2 ** 26;
 
 /**
  * @typedef {object} DecodedImage
@@ -37,19 +41,44 @@ export const MAX_PIXELS = 4096 * 4096;
 /**
  * @typedef {import('./src/store.js').StoreOptions & {store?: DecoderStore, codeLengths?: boolean}} DecodeOptions
  *   `store`: the DecoderStore to use; without one, a store is made from the options
- *   (and kept for later calls with the same options object). `codeLengths`: also give
- *   each image a `codeLengths` property ({@link CodeLengths}).
+ *   and kept for later calls with the same settings (equal baseUrl, apiKey, cacheDir,
+ *   packageDirs...; the same `packages`, `fetchPackage`, `ort` objects), in any options
+ *   object. `codeLengths`: also give each image a `codeLengths` property ({@link CodeLengths}).
  */
 
-const stores = new WeakMap();
-let defaultStore = null;
+/** The options a DecoderStore reads (StoreOptions): what an implicit store is keyed by. */
+const STORE_OPTIONS = ['packages', 'packageDirs', 'cacheDir', 'browserCache', 'baseUrl', 'apiKey', 'fetchPackage', 'ort', 'numThreads', 'wasmPaths'];
+/** Implicit stores: at most this many are kept (the oldest made is dropped first). */
+const MAX_STORES = 16;
+/** @type {Map<string, DecoderStore>} */
+const stores = new Map();
+const objectIds = new WeakMap();
+let nextObjectId = 0;
+
+/** A string equal for equal plain settings; an object (packages, a function) by identity. */
+function settingsKey(options) {
+  return JSON.stringify(
+    STORE_OPTIONS.map((name) => {
+      let value = options[name];
+      if (name === 'packageDirs' && value !== undefined) value = [value].flat();
+      if (value !== null && (typeof value === 'object' || typeof value === 'function') && !Array.isArray(value)) {
+        if (!objectIds.has(value)) objectIds.set(value, nextObjectId++);
+        return { object: objectIds.get(value) };
+      }
+      return value === undefined ? null : value;
+    }),
+  );
+}
 
 /** @param {DecodeOptions} [options] */
 function storeFor(options) {
   if (options?.store) return options.store;
-  if (!options) return (defaultStore ??= new DecoderStore());
-  let store = stores.get(options);
-  if (!store) stores.set(options, (store = new DecoderStore(options)));
+  const key = settingsKey(options ?? {});
+  let store = stores.get(key);
+  if (!store) {
+    if (stores.size >= MAX_STORES) stores.delete(stores.keys().next().value);
+    stores.set(key, (store = new DecoderStore({ ...options })));
+  }
   return store;
 }
 
@@ -73,6 +102,9 @@ export async function decode(ir, options) {
  * @returns {Promise<Array<ImageData | DecodedImage>>}
  */
 export async function decodeBatch(irs, options) {
+  if (typeof irs?.[Symbol.iterator] !== 'function' || typeof irs === 'string') {
+    throw new IRError('not-bytes', 'decodeBatch takes an iterable (e.g. an array) of IRs');
+  }
   const store = storeFor(options);
   const parsed = Array.from(irs, (ir) => parseIR(ir));
   const images = [];
@@ -89,25 +121,29 @@ export async function decodeBatch(irs, options) {
  */
 function latentShape(pkg, ir) {
   const [, height, width] = pkg.imageShape;
+  let shape;
   if (height) {
     if (ir.size && (ir.size[0] !== height || ir.size[1] !== width)) {
       throw new IRError('bad-size', `${ir.model} codes ${height}x${width} images, the IR says ${ir.size[0]}x${ir.size[1]}`);
     }
-    return pkg.latentShape;
+    shape = pkg.latentShape;
+  } else {
+    if (!ir.size) throw new IRError('bad-size', `an IR for ${ir.model} must carry the image size`);
+    if (ir.size[0] * ir.size[1] > MAX_PIXELS) {
+      throw new IRError('bad-size', `IR image size ${ir.size[0]}x${ir.size[1]} is over the ${MAX_PIXELS}-pixel limit`);
+    }
+    const s = pkg.stride;
+    shape = [pkg.latentShape[0], Math.ceil(ir.size[0] / s), Math.ceil(ir.size[1] / s)];
   }
-  if (!ir.size) throw new IRError('bad-size', `an IR for ${ir.model} must carry the image size`);
-  if (ir.size[0] * ir.size[1] > MAX_PIXELS) {
-    throw new IRError('bad-size', `IR image size ${ir.size[0]}x${ir.size[1]} is over the ${MAX_PIXELS}-pixel limit`);
+  if (shape[0] * shape[1] * shape[2] > MAX_LATENT) {
+    throw new IRError('bad-decoder', `${ir.model}'s latent of ${shape.join('x')} values is over the limit of ${MAX_LATENT}`);
   }
-  const s = pkg.stride;
-  return [pkg.latentShape[0], Math.ceil(ir.size[0] / s), Math.ceil(ir.size[1] / s)];
+  return shape;
 }
 
 async function decodeWith(decoder, ir, wantLengths) {
   const pkg = decoder.package;
-  if (ir.digest !== decoder.digest) {
-    throw new IRError('digest-mismatch', `IR was made for a different version of ${ir.model}`);
-  }
+  // No digest check here: the store is keyed by (model, digest), so its decoder is the IR's.
   const shape = latentShape(pkg, ir);
   const bits = wantLengths ? new Float64Array(shape[1] * shape[2]) : undefined;
   const latent = pkg.hyper ? decodeHyper(ir.payload, pkg, shape, bits) : decodeLatent(ir.payload, pkg.tables, shape, bits);

@@ -73,3 +73,14 @@ async def run_batched(
         # Nobody reads this answer; it names the case in the logs and metrics.
         raise ApiError(499, "client_disconnected", "the client closed the connection")
     raise ApiError(504, "timeout", "the request waited too long for the model")
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """Whether an If-None-Match header names ``etag`` (RFC 9110: a comma-separated list of
+    entity tags, or ``*``, compared weakly: ``W/"x"`` matches ``"x"``)."""
+    if not if_none_match:
+        return False
+    if if_none_match.strip() == "*":
+        return True
+    wanted = etag.removeprefix("W/")
+    return any(tag.strip().removeprefix("W/") == wanted for tag in if_none_match.split(","))

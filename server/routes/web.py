@@ -17,13 +17,14 @@ import importlib.util
 import posixpath
 import re
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from fastapi import APIRouter, Request, Response
 
 from latentwire.server.deps import registry_of
 from latentwire.server.errors import ApiError
+from latentwire.server.routes.common import etag_matches
 
 router = APIRouter(tags=["web"])
 
@@ -75,12 +76,23 @@ def asset_root() -> Path | None:
     return next((r for r in candidate_roots() if all((r / f).is_file() for f in REQUIRED)), None)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Asset:
     body: bytes
     gzipped: bytes | None
-    etag: str
+    tag: str  # of the body: the ETags are "<tag>" (plain) and "<tag>-gz" (gzipped)
     media_type: str
+
+    def etag(self, gzipped: bool) -> str:
+        """Each encoding its own ETag: a cache holding one never answers for the other."""
+        return f'"{self.tag}-gz"' if gzipped else f'"{self.tag}"'
+
+
+def _asset(body: bytes, media_type: str, compress: bool = True) -> Asset:
+    """``body`` as served: its ETag, and gzipped once (text and wasm shrink 3-4x, the
+    wasm 14.2 MB to 3.7 MB; images are compressed already)."""
+    gzipped = gzip.compress(body, 6, mtime=0) if compress else None
+    return Asset(body, gzipped, hashlib.sha256(body).hexdigest()[:20], media_type)
 
 
 def _rewrite_bare_imports(path: str, text: str) -> str:
@@ -108,15 +120,14 @@ def load_asset(path: str) -> Asset | None:
     return _load(file, path, stat.st_mtime_ns, stat.st_size)
 
 
-@cache
+# Keyed by the file's mtime and size: bounded, as every edit in a checkout adds an entry
+# (a few more than the files served, so that none is read twice in one page load).
+@lru_cache(maxsize=64)
 def _load(file: Path, path: str, mtime_ns: int, size: int) -> Asset:
     body = file.read_bytes()
     if path == "latentwire.js" or path.startswith("src/"):
         body = _rewrite_bare_imports(path, body.decode()).encode()
-    media_type = TYPES[file.suffix]
-    # Text and wasm shrink 3-4x (the wasm: 14.2 MB to 3.7 MB); images are compressed already.
-    gzipped = gzip.compress(body, 6, mtime=0) if file.suffix != ".png" else None
-    return Asset(body, gzipped, f'"{hashlib.sha256(body).hexdigest()[:20]}"', media_type)
+    return _asset(body, TYPES[file.suffix], compress=file.suffix != ".png")
 
 
 async def _answer(path: str, request: Request, needs_key: bool = False) -> Response:
@@ -129,22 +140,23 @@ async def _answer(path: str, request: Request, needs_key: bool = False) -> Respo
         asset = _with_key_prompt(asset)
     # Revalidated on every visit (a 304 of a few hundred bytes): an upgraded server's files
     # are used at once, and an unchanged one costs no body.
-    headers = {"ETag": asset.etag, "Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
-    if request.headers.get("if-none-match") == asset.etag:
+    gzipped = asset.gzipped is not None and "gzip" in request.headers.get("accept-encoding", "")
+    etag = asset.etag(gzipped)
+    headers = {"ETag": etag, "Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
+    if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
-    if asset.gzipped is not None and "gzip" in request.headers.get("accept-encoding", ""):
+    if gzipped:
         headers["Content-Encoding"] = "gzip"
         return Response(asset.gzipped, media_type=asset.media_type, headers=headers)
     return Response(asset.body, media_type=asset.media_type, headers=headers)
 
 
-@cache
+@lru_cache(maxsize=8)  # keyed by the page's Asset (by identity): one per version of the page
 def _with_key_prompt(asset: Asset) -> Asset:
     """The page marked as needing an API key: it asks for one before any request, rather
     than learning it from a 401 (which a browser logs as an error)."""
     body = asset.body.replace(b"<body ", b'<body data-api-key="required" ', 1)
-    etag = f'"{hashlib.sha256(body).hexdigest()[:20]}"'
-    return Asset(body, gzip.compress(body, 6, mtime=0), etag, asset.media_type)
+    return _asset(body, asset.media_type)
 
 
 @router.get("/", include_in_schema=False)

@@ -174,10 +174,12 @@ def test_body_limit_and_unknown_routes(server):
 def test_decoder_etag_and_a_wrong_digest_is_refused(server, images, tmp_path):
     first = httpx.get(f"{server}/models/{TINY}/decoder")
     assert first.status_code == 200
-    again = httpx.get(
-        f"{server}/models/{TINY}/decoder", headers={"if-none-match": first.headers["etag"]}
-    )
-    assert again.status_code == 304
+    # The URL names no digest: revalidated on every use, never kept as immutable.
+    assert first.headers["cache-control"] == "private, no-cache"
+    assert "vary" not in first.headers  # no API keys here
+    for tag in (first.headers["etag"], f'"0000", W/{first.headers["etag"]}'):
+        again = httpx.get(f"{server}/models/{TINY}/decoder", headers={"if-none-match": tag})
+        assert again.status_code == 304
     with Client(server, cache_dir=tmp_path) as client:
         ir = parse(client.encode(images[0], model=TINY))
         forged = IR(ir.model, ir.digest ^ 0xFFFF, ir.payload).to_bytes()

@@ -86,6 +86,17 @@ def test_model_ids_never_name_files(keyed_server, path):
     assert response.json()["error"]["code"] == "unknown_model"
 
 
+def test_a_key_protected_decoder_package_is_never_in_a_shared_cache(keyed_server):
+    url, _ = keyed_server
+    auth = {"Authorization": f"Bearer {KEY}"}
+    response = httpx.get(f"{url}/models/tiny-codec-q4/decoder", headers=auth)
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "private, no-cache"
+    assert response.headers["vary"] == "Authorization"
+    again = {**auth, "If-None-Match": f"W/{response.headers['etag']}"}
+    assert httpx.get(f"{url}/models/tiny-codec-q4/decoder", headers=again).status_code == 304
+
+
 def test_decoder_route_never_names_files(keyed_server):
     url, _ = keyed_server
     auth = {"Authorization": f"Bearer {KEY}"}

@@ -11,9 +11,13 @@ let apiKey = ''; // in memory only: never stored, gone when the page is closed o
 let store = null;
 let busy = false;
 
-/** Where the page's state is for a test driving it: data-state on <body>, and this. */
-const page = { decode, parseIR, last: null, error: null, storeFor };
-window.latentwirePage = page;
+/**
+ * Where the page's state is for a test driving it (tests/client/test_page.py): data-state
+ * on <body>, and this: the last result, the last error, and decode(ir) with the page's
+ * store. Nothing more: neither the store nor its options (they hold the API key).
+ */
+const page = { last: null, error: null, decode: (ir) => decode(ir, { store: storeFor() }) };
+window.latentwirePage = Object.seal(page);
 
 function storeFor() {
   // One store per key: it holds each model's decoder (one onnxruntime session) for reuse.

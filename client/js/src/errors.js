@@ -4,7 +4,7 @@
  * IRError with a stable `code` (the message is for people and may change).
  *
  * Codes:
- * - `not-bytes`: the IR is not a Uint8Array / ArrayBuffer
+ * - `not-bytes`: the IR is not a Uint8Array / ArrayBuffer (or decodeBatch got no iterable)
  * - `too-large`: over the size limit of an IR or a decoder package
  * - `malformed`: not a MessagePack IR of 4 or 6 fields of the right types
  * - `version`: an IR format version this decoder does not read (a newer one may)
@@ -16,7 +16,8 @@
  *   model, or not the one the IR asks for (refused, never used)
  * - `corrupt-payload`: the entropy-coded payload does not decode to a latent
  * - `fetch-failed`: the decoder package could not be downloaded
- * - `synthesis`: onnxruntime failed to run the synthesis transform
+ * - `synthesis`: onnxruntime failed: to load, to start a session for reasons not the
+ *   model's (a model onnxruntime refuses is `bad-decoder`), or to run the synthesis
  */
 export class IRError extends Error {
   /**

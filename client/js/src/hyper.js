@@ -2,6 +2,7 @@
 // hyper-synthesis"; latentwire/shared/hyper.py). Every value is an integer well under
 // 2^53, so float64 arithmetic is exact in any order of summation and gives the Python
 // client's scale indices and means bit for bit.
+import { IRError } from './errors.js';
 
 export const WEIGHT_BITS = 8; // B
 export const ACTIVATION_BITS = 4; // A
@@ -11,6 +12,12 @@ export const MAX_FAN_IN = 1 << 12;
 export const BIAS_MAX = 2 ** 40;
 export const SCALES = 64; // L
 export const MEAN_MAX = 255;
+/**
+ * The most values (channels x rows x columns) z or any layer's output may hold: each is a
+ * float64, so 512 MiB at most. A 4096x4096 image through the shipped photo codecs needs
+ * 6.3 M; a hostile package (deconvs upon deconvs) is refused before anything is allocated.
+ */
+export const MAX_ACTIVATIONS = 2 ** 26;
 /** The constants a format-3 package must declare (decoder_package.hyper_constants). */
 export const CONSTANTS = Object.freeze({
   weight_bits: WEIGHT_BITS,
@@ -53,6 +60,31 @@ export function checkLayers(layers, inputs, outputs, fail) {
     channels = layer.out;
   }
   if (channels !== outputs) fail(`the last layer gives ${channels} outputs for ${outputs}`);
+}
+
+/**
+ * The sizes [channels, rows, columns] of z and of each layer's output, for a z of
+ * `zShape`; an IRError (`bad-decoder`) if any is over MAX_ACTIVATIONS. Called before z
+ * or any layer's output is allocated.
+ * @param {{layers: Layer[]}} network
+ * @param {number[]} zShape [Z, hz, wz]
+ * @returns {number[][]}
+ */
+export function layerSizes(network, zShape) {
+  const sizes = [zShape];
+  let [c, h, w] = zShape;
+  for (const layer of network.layers) {
+    const spread = layer.kind === 'deconv' ? 2 : 1;
+    [c, h, w] = [layer.out, h * spread, w * spread];
+    sizes.push([c, h, w]);
+  }
+  for (const [n, [sc, sh, sw]] of sizes.entries()) {
+    if (sc * sh * sw > MAX_ACTIVATIONS) {
+      const what = n === 0 ? 'its hyper-latent' : `its hyper-synthesis layer ${n}`;
+      throw new IRError('bad-decoder', `${what} would hold ${sc}x${sh}x${sw} values, over the limit of ${MAX_ACTIVATIONS}`);
+    }
+  }
+  return sizes;
 }
 
 /**
@@ -115,6 +147,7 @@ function layerForward(layer, a, h, w) {
  *   output does not cover y (a package that does not fit)
  */
 export function hyperSynthesis(network, z, zShape, m, h, w) {
+  layerSizes(network, zShape); // throws before any allocation if one is too large
   let a = new Float64Array(z.length);
   for (let i = 0; i < z.length; i++) a[i] = z[i] * (1 << ACTIVATION_BITS);
   let ah = zShape[1];

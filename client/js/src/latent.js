@@ -2,7 +2,7 @@
 // of a factorized codec" and "... of a hyperprior codec"; latentwire/shared/coding.py).
 import { AnsDecoder, cumulative } from './ans.js';
 import { IRError } from './errors.js';
-import { hyperSynthesis } from './hyper.js';
+import { hyperSynthesis, layerSizes } from './hyper.js';
 
 const cdfCache = new WeakMap();
 const lengthCache = new WeakMap();
@@ -96,6 +96,7 @@ export function decodeHyper(payload, pkg, shape, bits) {
   const zTables = pkg.tables;
   const zShape = [zTables.channels, Math.ceil(h / 4), Math.ceil(w / 4)];
   const zPer = zShape[1] * zShape[2];
+  layerSizes(pkg.hyper, zShape); // z and every layer's output bounded before allocation
   const decoder = new AnsDecoder(payload);
   const z = new Int32Array(zShape[0] * zPer);
   for (let c = 0; c < zShape[0]; c++) decoder.decodeRun(cdfOf(zTables, c), z, c * zPer, zPer, zTables.radius);

@@ -1,12 +1,20 @@
 // Decoder packages (docs/ir-format.md, "The decoder package"): read and checked as
 // latentwire/shared/decoder_package.py reads them, formats 1, 2 and 3.
-import { decode as unpack } from '@msgpack/msgpack';
 import { IRError } from './errors.js';
 import { checkLayers, CONSTANTS, SCALES } from './hyper.js';
+import { unpack } from './msgpack.js';
 
 export const FORMATS = [1, 2, 3];
 export const MAX_CONTEXTS = 64;
 export const MAX_PACKAGE_BYTES = 256 << 20;
+/** Table radii (of the latent, of y's scale levels, of the excesses) are below this. */
+export const MAX_RADIUS = 4096;
+/** The most layers a hyper-synthesis may have (decoder_package.py). */
+export const MAX_LAYERS = 16;
+/** Strides out of 1..MAX_STRIDE are refused (DecoderPackage.__post_init__). */
+export const MAX_STRIDE = 64;
+/** The largest image this client decodes (as the Python client's MAX_PIXELS): a fixed-size model's, or an IR's size. */
+export const MAX_PIXELS = 4096 * 4096;
 const FREQUENCY_TOTAL = 2 ** 16;
 
 /**
@@ -59,9 +67,13 @@ const fail = (message) => {
   throw new PackageError(message);
 };
 
+/**
+ * An integer field: a MessagePack integer, never a float (a MsgpackFloat, see msgpack.js),
+ * bool or string (decoder_package._whole).
+ */
 function int(value, what) {
   if (typeof value === 'bigint') value = Number(value);
-  if (!Number.isSafeInteger(value)) fail(`${what} is not an integer`);
+  if (!Number.isSafeInteger(value)) fail(`${what} is not an integer (${value})`);
   return value;
 }
 
@@ -126,16 +138,24 @@ export function parsePackage(data) {
     const imageShape = shape3(d.image_shape, 'image_shape');
     const latentShape = shape3(d.latent_shape, 'latent_shape');
     const radius = int(d.radius, 'radius');
-    if (!(radius > 0 && radius < 4096)) fail(`radius ${radius} out of bounds`);
+    if (!(radius > 0 && radius < MAX_RADIUS)) fail(`radius ${radius} out of bounds`);
     if (typeof d.model !== 'string') fail('model is not a string');
     const stride = int(d.stride, 'stride');
     // Checks the Python reader leaves to decoding time (where they fail less clearly).
     if (![1, 3].includes(imageShape[0])) fail(`${imageShape[0]} image channels (1 or 3 decode to pixels)`);
-    if (stride < 1 || latentShape[0] < 1 || imageShape.some((v) => v < 0) || latentShape.some((v) => v < 0)) {
-      fail('bad shapes or stride');
-    }
+    if (!(stride >= 1 && stride <= MAX_STRIDE)) fail(`stride ${stride} out of bounds (1..${MAX_STRIDE})`);
+    if (latentShape[0] < 1 || imageShape.some((v) => v < 0) || latentShape.some((v) => v < 0)) fail('bad shapes');
     if ((imageShape[1] === 0) !== (latentShape[1] === 0) || (imageShape[2] === 0) !== (latentShape[2] === 0)) {
       fail('image and latent shapes disagree on being of fixed size');
+    }
+    if (imageShape[1] && imageShape[1] * imageShape[2] > MAX_PIXELS) {
+      fail(`images of ${imageShape[1]}x${imageShape[2]} are over the ${MAX_PIXELS}-pixel limit`);
+    }
+    // A fixed-size latent is the image's, strided (as a size-agnostic model's is derived).
+    for (const i of [1, 2]) {
+      if (imageShape[i] && latentShape[i] !== Math.ceil(imageShape[i] / stride)) {
+        fail(`a latent of ${latentShape[1]}x${latentShape[2]} does not make ${imageShape[1]}x${imageShape[2]} images at stride ${stride}`);
+      }
     }
     const onnx = bin(d.onnx, 'onnx');
     if (format === 3) return { ...hyperPackage(d, imageShape, latentShape, radius), format, model: d.model, stride, onnx };
@@ -162,7 +182,7 @@ function hyperPackage(d, imageShape, latentShape, radius) {
   if (!Array.isArray(radii) || radii.length !== SCALES) fail("scale tables do not match this decoder's scale levels");
   radii.forEach((r, i) => {
     radii[i] = int(r, 'scale radius');
-    if (!(radii[i] > 0 && radii[i] < 4096)) fail("scale tables do not match this decoder's scale levels");
+    if (!(radii[i] > 0 && radii[i] < MAX_RADIUS)) fail("scale tables do not match this decoder's scale levels");
   });
   const flat = unsigned(bin(d.scale_frequencies, 'scale_frequencies'), 2, 'scale_frequencies');
   if (flat.length !== radii.reduce((s, r) => s + 2 * r + 1, 0)) fail('scale tables are cut short');
@@ -174,7 +194,7 @@ function hyperPackage(d, imageShape, latentShape, radius) {
   });
   // The excesses of values beyond their table's edge have a table of their own.
   const excessRadius = int(d.excess_radius, 'excess_radius');
-  if (!(excessRadius > 0 && excessRadius < 4096)) fail(`excess radius ${excessRadius} out of bounds`);
+  if (!(excessRadius > 0 && excessRadius < MAX_RADIUS)) fail(`excess radius ${excessRadius} out of bounds`);
   const excessFrequencies = unsigned(bin(d.excess_frequencies, 'excess_frequencies'), 2, 'excess_frequencies');
   if (excessFrequencies.length !== 2 * excessRadius + 1) fail('the excess table is cut short');
   const excess = tables(excessRadius, excessFrequencies);
@@ -186,7 +206,9 @@ function hyperPackage(d, imageShape, latentShape, radius) {
     fail('its integer hyper-synthesis uses other constants than this decoder');
   }
   if (typeof h.mean !== 'boolean') fail('hyper.mean is not a boolean');
-  if (!Array.isArray(h.layers) || h.layers.length === 0) fail('the hyper-synthesis has no layers');
+  if (!Array.isArray(h.layers) || h.layers.length === 0 || h.layers.length > MAX_LAYERS) {
+    fail(`a hyper-synthesis of ${h.layers?.length} layers (1..${MAX_LAYERS})`);
+  }
   const layers = h.layers.map((layer) => {
     if (layer === null || typeof layer !== 'object') fail('a hyper-synthesis layer is not a map');
     if (!Array.isArray(layer.shape) || layer.shape.length !== 4) fail('a layer shape is not 4 integers');

@@ -99,9 +99,19 @@ export class DecoderStore {
 
   async #find(model, digest) {
     let candidates = 0;
-    for await (const data of this.#local(model, digest)) {
+    let refused = null; // the last package of the right digest that did not load
+    for await (const { data, cached } of this.#local(model, digest)) {
       candidates++;
-      if ((await digestOf(data)) === digest) return this.#load(model, digest, data);
+      if ((await digestOf(data)) !== digest) continue;
+      try {
+        return await this.#load(model, digest, data);
+      } catch (e) {
+        if (!(e instanceof IRError && e.code === 'bad-decoder')) throw e;
+        // A corrupt copy (a 16-bit digest matches by chance one time in 65536): drop it
+        // from the cache, so that a good one can take its place, and look further.
+        refused = e;
+        if (cached) await cached.remove().catch(() => {});
+      }
     }
     const { baseUrl, fetchPackage } = this.options;
     if (fetchPackage || baseUrl) {
@@ -110,6 +120,7 @@ export class DecoderStore {
       await this.#keep(model, digest, data);
       return decoder;
     }
+    if (refused) throw refused;
     if (candidates) {
       throw new IRError(
         'digest-mismatch',
@@ -119,20 +130,24 @@ export class DecoderStore {
     throw new IRError('no-decoder', `no decoder for model ${JSON.stringify(model)} is available here`);
   }
 
-  /** Local packages of a model: given, in folders, cached. */
+  /**
+   * Local packages of a model: given, in folders, cached. Each as {data, cached}: `cached`,
+   * for a copy in the cache, has remove() (a copy elsewhere is never deleted).
+   */
   async *#local(model, digest) {
     const given = this.options.packages;
     if (given && Object.hasOwn(given, model)) {
-      for (const data of [given[model]].flat()) yield bytesOf(data);
+      for (const data of [given[model]].flat()) yield { data: bytesOf(data), cached: null };
     }
     if (!SAFE_ID.test(model)) return; // a model id from an IR becomes a path only if plain
     const dirs = [this.options.packageDirs ?? []].flat();
     const cacheDir = this.options.cacheDir;
     if (dirs.length || cacheDir) {
-      const { readFile } = await import('node:fs/promises');
+      const { readFile, unlink } = await import('node:fs/promises');
       const { join } = await import('node:path');
       const paths = dirs.map((dir) => join(dir, model, 'decoder.msgpack'));
-      if (cacheDir) paths.push(join(cacheDir, `${model}-${digestHex(digest)}.msgpack`));
+      const cachePath = cacheDir ? join(cacheDir, `${model}-${digestHex(digest)}.msgpack`) : null;
+      if (cachePath) paths.push(cachePath);
       for (const path of paths) {
         let data;
         try {
@@ -140,13 +155,15 @@ export class DecoderStore {
         } catch {
           continue; // not there
         }
-        yield new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+        const cached = path === cachePath ? { remove: () => unlink(path) } : null;
+        yield { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), cached };
       }
     }
     const cache = await this.#browserCache();
     if (cache) {
-      const response = await cache.match(this.#cacheKey(model, digest));
-      if (response) yield new Uint8Array(await response.arrayBuffer());
+      const key = this.#cacheKey(model, digest);
+      const response = await cache.match(key);
+      if (response) yield { data: new Uint8Array(await response.arrayBuffer()), cached: { remove: () => cache.delete(key) } };
     }
   }
 
@@ -173,7 +190,9 @@ export class DecoderStore {
     try {
       if (fetchPackage) return bytesOf(await fetchPackage(model));
       const headers = apiKey ? { Authorization: `Bearer ${apiKey}` } : {};
-      const response = await fetch(this.#url(model), { headers });
+      // Revalidated every time (the server's Cache-Control says so too): the URL names no
+      // digest, so an HTTP-cached package could be another version of the model.
+      const response = await fetch(this.#url(model), { headers, cache: 'no-cache' });
       if (!response.ok) throw new Error(`HTTP ${response.status}`);
       // The server's ETag is the digest of the package it has: another one is refused
       // without reading it.
@@ -194,16 +213,21 @@ export class DecoderStore {
     }
   }
 
+  /** Cache a fetched package: best-effort (a cache that cannot be written fails no decode). */
   async #keep(model, digest, data) {
     const { cacheDir } = this.options;
     if (cacheDir && SAFE_ID.test(model)) {
-      const { mkdir, rename, writeFile } = await import('node:fs/promises');
+      const { mkdir, rename, rm, writeFile } = await import('node:fs/promises');
       const { join } = await import('node:path');
-      await mkdir(cacheDir, { recursive: true });
       const path = join(cacheDir, `${model}-${digestHex(digest)}.msgpack`);
       const temporary = `${path}.${process.pid}.${Date.now()}.tmp`;
-      await writeFile(temporary, data);
-      await rename(temporary, path); // atomically: a reader never sees half a package
+      try {
+        await mkdir(cacheDir, { recursive: true });
+        await writeFile(temporary, data);
+        await rename(temporary, path); // atomically: a reader never sees half a package
+      } catch {
+        await rm(temporary, { force: true }).catch(() => {}); // read-only, full, not a folder...
+      }
     }
     const cache = await this.#browserCache();
     if (cache) {

@@ -54,22 +54,46 @@ let ortPromise = null;
 
 /**
  * onnxruntime-web (the wasm build, loaded from node_modules beside this package: no CDN).
+ * A failed import is an IRError (`synthesis`) and is not remembered: the next call tries
+ * again (a page whose network came back need not be reloaded).
  * @param {object} options
  */
 export async function loadOrt(options = {}) {
   if (options.ort) return options.ort;
-  ortPromise ??= import('onnxruntime-web/wasm').then((ort) => {
+  const loading = (ortPromise ??= import('onnxruntime-web/wasm').then((ort) => {
     // One thread unless asked: no worker threads to start (or to keep a Node process
     // alive), and the time per 28x28 image is well under a millisecond anyway.
     ort.env.wasm.numThreads = options.numThreads ?? 1;
     if (options.wasmPaths) ort.env.wasm.wasmPaths = options.wasmPaths;
     ort.env.logLevel = 'error';
     return ort;
-  });
-  return ortPromise;
+  }));
+  try {
+    return await loading;
+  } catch (e) {
+    if (ortPromise === loading) ortPromise = null;
+    throw new IRError('synthesis', `onnxruntime-web could not be loaded (${e?.message ?? e})`);
+  }
+}
+
+// onnxruntime's status codes (OrtErrorCode) that say the runtime failed, not the model:
+// ENGINE_ERROR, RUNTIME_EXCEPTION, EP_FAIL. The others (INVALID_PROTOBUF, INVALID_GRAPH,
+// FAIL for e.g. a missing opset, NOT_IMPLEMENTED for an unknown operator...) are the model's.
+const RUNTIME_STATUS = new Set([5, 6, 11]);
+
+/**
+ * Whether onnxruntime refused the model itself: its session-creation error carries the
+ * status of the model check ("Can't create a session. ERROR_CODE: 7, ..."). Anything
+ * else (no wasm backend, the .wasm not found, out of memory) is the runtime's failure.
+ */
+export function modelAtFault(error) {
+  const status = /ERROR_CODE: (\d+)/.exec(String(error?.message ?? ''));
+  return status !== null && !RUNTIME_STATUS.has(Number(status[1]));
 }
 
 /**
+ * The synthesis session of a package: an IRError `bad-decoder` if onnxruntime refuses its
+ * model, `synthesis` if onnxruntime itself fails (to load, to start its backend...).
  * @param {import('./package.js').DecoderPackage} pkg
  * @param {object} options
  */
@@ -79,7 +103,10 @@ export async function createSession(pkg, options = {}) {
     const session = await ort.InferenceSession.create(pkg.onnx, { executionProviders: ['wasm'], logSeverityLevel: 3 });
     return { ort, session, input: session.inputNames[0], output: session.outputNames[0] };
   } catch (e) {
-    throw new IRError('bad-decoder', `the synthesis of ${pkg.model} does not load in onnxruntime (${e?.message ?? e})`);
+    if (modelAtFault(e)) {
+      throw new IRError('bad-decoder', `the synthesis of ${pkg.model} does not load in onnxruntime (${e?.message ?? e})`);
+    }
+    throw new IRError('synthesis', `onnxruntime could not start the synthesis of ${pkg.model} (${e?.message ?? e})`);
   }
 }
 

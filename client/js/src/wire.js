@@ -1,8 +1,8 @@
 // The IR wire format (docs/ir-format.md), as latentwire/shared/wire.py parses it:
 //   [version, model, digest, payload]          models of fixed geometry
 //   [version, model, digest, payload, h, w]    size-agnostic models
-import { decode as unpack } from '@msgpack/msgpack';
 import { IRError } from './errors.js';
+import { unpack } from './msgpack.js';
 
 export const VERSION = 2;
 export const DIGEST_BITS = 16;
@@ -76,10 +76,9 @@ export function parseIR(data) {
   if (!Array.isArray(fields) || (fields.length !== 4 && fields.length !== 6)) {
     throw new IRError('malformed', 'an IR is a msgpack array of 4 or 6 fields');
   }
-  // MessagePack floats decode to JS numbers too; Python refuses 2.0 as a version, so
-  // integers are told apart by their type byte on the wire.
-  const kinds = fieldKinds(bytes);
-  const isInt = (i) => kinds[i] === 'int' && Number.isInteger(fields[i]);
+  // MessagePack floats decode to MsgpackFloat boxes (src/msgpack.js), never numbers:
+  // Python refuses 2.0 as a version, and so does this.
+  const isInt = (i) => Number.isInteger(fields[i]);
   let [version, model, digest, payload] = fields;
   if (!isInt(0)) throw new IRError('malformed', 'IR version is not an integer');
   if (version !== VERSION) {
@@ -106,39 +105,4 @@ export function parseIR(data) {
     size = [h, w];
   }
   return { model, digest, payload, size };
-}
-
-/**
- * The MessagePack kind ('int', 'float', 'data' for str and bin, or 'other') of each top-level field of an array
- * that has already decoded. Only scalars are stepped over: the first field of another
- * kind ends the list (a nested value fails the type checks anyway).
- * @param {Uint8Array} b
- * @returns {string[]}
- */
-function fieldKinds(b) {
-  const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  let pos = 0;
-  const head = b[pos++];
-  let n;
-  if (head >= 0x90 && head <= 0x9f) n = head & 0x0f;
-  else if (head === 0xdc) (n = view.getUint16(pos)), (pos += 2);
-  else if (head === 0xdd) (n = view.getUint32(pos)), (pos += 4);
-  else return [];
-  const kinds = [];
-  for (let i = 0; i < n; i++) {
-    const t = b[pos++];
-    let kind = 'other';
-    let skip = 0;
-    if (t <= 0x7f || t >= 0xe0) kind = 'int';
-    else if (t >= 0xcc && t <= 0xd3) (kind = 'int'), (skip = 1 << (t & 3));
-    else if (t === 0xca || t === 0xcb) (kind = 'float'), (skip = t === 0xca ? 4 : 8);
-    else if (t >= 0xa0 && t <= 0xbf) (kind = 'data'), (skip = t & 0x1f);
-    else if (t === 0xd9 || t === 0xc4) (kind = 'data'), (skip = 1 + b[pos]);
-    else if (t === 0xda || t === 0xc5) (kind = 'data'), (skip = 2 + view.getUint16(pos));
-    else if (t === 0xdb || t === 0xc6) (kind = 'data'), (skip = 4 + view.getUint32(pos));
-    kinds.push(kind);
-    if (kind === 'other') break;
-    pos += skip;
-  }
-  return kinds;
 }
