@@ -69,8 +69,8 @@ TABLE_CONTEXTS = 8
 
 # quality level -> lambda; higher quality spends more bits for less distortion.
 LAMBDAS = {1: 0.0003, 2: 0.0008, 3: 0.002, 4: 0.005, 5: 0.013, 6: 0.035}
-# Photos: six levels from about 0.1 to 2 bits per pixel, lambda about 2.7x apart (CompressAI's
-# bmshj2018 lambdas are 2x apart over eight levels, 0.0018 to 0.0932).
+# Photos: CompressAI's bmshj2018 lambdas for q1-q4 (the shipped transforms were trained with
+# them), then 0.03 and 0.09 for the levels above (docs/models.md#the-photo-codecs).
 PHOTO_LAMBDAS = {1: 0.0018, 2: 0.0035, 3: 0.0067, 4: 0.013, 5: 0.03, 6: 0.09}
 
 
