@@ -35,7 +35,7 @@ AUTO = "auto"  # the model name that picks a codec by the image
 # Encoder effort: gradient steps of latent refinement at effort 0, 1, 2, 3 (Codec.compress).
 EFFORT_STEPS = (0, 20, 60, 150)
 REFINE_LR = 0.002  # Adam's first step size, in quantization steps; it falls to zero
-REFINE_CANDIDATES = 4  # points along the way compared by their real cost (and the start)
+REFINE_CANDIDATES = 25  # points along the way compared by their real cost (and the start)
 # What an unnamed choice means, unless a server's settings say otherwise.
 DEFAULT_QUALITY, SMALL_CODEC, PHOTO_CODEC = 3, "fashion-mnist", "photo"
 GRAY_PHOTO_CODEC = "photo-gray"
