@@ -14,6 +14,7 @@ from PIL import Image
 from latentwire.shared import coding, hyper
 from latentwire.shared.codec import Codec
 from latentwire.shared.coding import SymbolTables
+from latentwire.shared.models.codec import pad_to_stride
 from latentwire.shared.package import list_packages, read_manifest
 from latentwire.shared.wire import parse
 from tests.shared import ans_reference as ref
@@ -256,8 +257,44 @@ def test_shipped_codecs_decode_to_latentwires_latents(package, data_dir: Path):
     irs = codec.compress(images)
     for image, ir in zip(images, irs, strict=True):
         _, height, width = image.shape
-        shape = (tables.channels, -(-height // stride), -(-width // stride))
-        check_latent(parse(ir).payload, tables, shape)
+        if codec.package.hyper is None:
+            shape = (tables.channels, -(-height // stride), -(-width // stride))
+            check_latent(parse(ir).payload, tables, shape)
+        else:
+            check_hyperprior_ir(codec, image, parse(ir).payload)
+
+
+def check_hyperprior_ir(codec: Codec, image: np.ndarray, payload: bytes) -> None:
+    """The reference decoder reads a shipped hyperprior codec's payload to the z and y
+    latentwire decodes, and y plus the means is the latent the encoder coded."""
+    package, h = codec.package, codec.package.hyper
+    latent = codec.model.quantized_latent(
+        pad_to_stride(codec._to_model(image[None]), package.stride)
+    )[0]
+    _, rows, cols = latent.shape
+    z_shape = (package.tables.channels, -(-rows // 4), -(-cols // 4))
+    means = []
+
+    def parameters(z):
+        index, mean = h.synthesis(np.asarray(z, np.int32).reshape(z_shape), (rows, cols))
+        means.append(mean)
+        return index
+
+    z, y = coding.decode_hyper(
+        payload, package.tables, z_shape, h.scale_tables, parameters, excess=h.excess
+    )
+    assert np.array_equal(y + means[0], latent)
+    ours_z, ours_y = ref.decode_hyper(
+        payload,
+        package.tables.frequencies.tolist(),
+        package.tables.radius,
+        z_shape,
+        [(t.frequencies[0].tolist(), t.radius) for t in h.scale_tables],
+        lambda decoded: parameters(decoded).ravel().tolist(),
+        (h.excess.frequencies[0].tolist(), h.excess.radius),
+    )
+    assert np.array_equal(np.array(ours_z).reshape(z_shape), z)
+    assert np.array_equal(np.array(ours_y).reshape(y.shape), y)
 
 
 def test_hyperprior_streams():
