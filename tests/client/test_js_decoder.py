@@ -21,7 +21,6 @@ from latentwire.shared.codec import Codec
 from latentwire.shared.coding import decode_hyper
 from latentwire.shared.decoder_package import DecoderPackage, HyperTables
 from latentwire.shared.images import SIGNED
-from latentwire.shared.models import ImageShape, get_model
 from latentwire.shared.package import ZOO_DIR, Manifest, list_packages, read_manifest
 from latentwire.shared.wire import IR, IRError, parse
 from latentwire.training.data import load_datasets
@@ -49,20 +48,9 @@ def small_hyper_codec(folder: Path, model_id: str, mean: bool, seed: int) -> Cod
     (as tests/shared/test_hyper.py makes one): its scales are often misjudged, so its
     IRs exercise the excess symbols too."""
     from latentwire.training.recipes.codec import synthesis_to_onnx
+    from tests.shared.test_hyper import small_model
 
-    torch.manual_seed(seed)
-    model = get_model(
-        "hyperprior",
-        shape=ImageShape(3, 64, 64),
-        filters=16,
-        latent_channels=24,
-        hyper_filters=16,
-        mean=mean,
-    ).eval()
-    with torch.no_grad():
-        for layer in model.hyper_synthesis:
-            layer.layer.weight.normal_(0, 0.3)
-            layer.layer.bias.normal_(0, 1.0)
+    model = small_model(mean, seed)
     package = DecoderPackage(
         model=model_id,
         image_shape=(3, 0, 0),
