@@ -15,7 +15,7 @@ from torch import nn
 
 from latentwire.shared.decoder_package import MAX_CONTEXTS
 from latentwire.shared.models.autoencoders import ConvAutoencoder, ConvConfig
-from latentwire.shared.models.entropy import FactorizedPrior, nonzero_before
+from latentwire.shared.models.entropy import FactorizedPrior
 from latentwire.shared.models.layers import GDN, conv, deconv
 from latentwire.shared.models.registry import ImageShape, register_family
 from latentwire.shared.tiling import codec_tiles
@@ -100,20 +100,6 @@ class FactorizedCodec(nn.Module):
         y_hat, likelihoods = self.prior(self.analysis(x), hard)
         return self.synthesis(y_hat), likelihoods
 
-    def rate_distortion(
-        self, y: torch.Tensor, x: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(bits, squared error on the [0, 1] scale), per image, of coding the float latent
-        ``y`` rounded (gradients straight through) for the images ``x``: what encoder-side
-        latent refinement minimizes (see :meth:`latentwire.shared.codec.Codec.compress`)."""
-        y_hat = y + (torch.round(y) - y).detach()
-        context = nonzero_before(torch.round(y).detach()) if self.prior.contexts > 1 else None
-        # The rate at y itself, smooth in y (the mass of its unit interval, as in training);
-        # the distortion of y rounded, as it will be decoded.
-        bits = -torch.log2(self.prior.likelihood(y, context)).flatten(1).sum(1)
-        error = (self.synthesis(y_hat) - x).pow(2).flatten(1).sum(1) / 4  # [-1, 1] -> [0, 1]
-        return bits, error
-
     @torch.inference_mode()
     def quantized_latent(self, x: torch.Tensor) -> np.ndarray:
         """The integer latents (N, M, h, w) that get entropy-coded.
@@ -122,15 +108,7 @@ class FactorizedCodec(nn.Module):
         stays bounded; the window's context covers the transform's reach, so a latent
         matches the whole-image one up to float rounding.
         """
-        s = self.stride
-        n, _, height, width = x.shape
-        latent = torch.empty(n, self.prior.channels, height // s, width // s, dtype=torch.int32)
-        for tile in codec_tiles(height // s, width // s):
-            top, left, bottom, right = tile.window
-            window = self.analysis(x[..., top * s : bottom * s, left * s : right * s])
-            (out_y, out_x), (in_y, in_x) = tile.core()
-            latent[..., out_y, out_x] = torch.round(window[..., in_y, in_x]).to(torch.int32).cpu()
-        return latent.numpy()
+        return windowed_latent(self.analysis, x, self.stride, self.prior.channels)
 
     def quantized_latents(self, x: torch.Tensor) -> np.ndarray:
         """The integer latents of a batch of images of the model's fixed geometry.
@@ -166,6 +144,21 @@ def bmshj2018_transforms(channels: int, n: int, m: int) -> tuple[nn.Sequential, 
         deconv(n, channels),
     )
     return analysis, synthesis
+
+
+def windowed_latent(analysis: nn.Module, x: torch.Tensor, stride: int, channels: int) -> np.ndarray:
+    """The rounded latent (N, channels, H / stride, W / stride) of ``analysis`` on ``x``, run
+    in overlapping windows (:func:`codec_tiles`): memory stays bounded, and as the window's
+    context covers the transform's reach, it matches one pass up to float rounding."""
+    s = stride
+    n, _, height, width = x.shape
+    latent = torch.empty(n, channels, height // s, width // s, dtype=torch.int32)
+    for tile in codec_tiles(height // s, width // s):
+        top, left, bottom, right = tile.window
+        window = analysis(x[..., top * s : bottom * s, left * s : right * s])
+        (out_y, out_x), (in_y, in_x) = tile.core()
+        latent[..., out_y, out_x] = torch.round(window[..., in_y, in_x]).to(torch.int32).cpu()
+    return latent.numpy()
 
 
 def pad_to_stride(x: torch.Tensor, stride: int) -> torch.Tensor:

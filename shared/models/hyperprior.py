@@ -21,10 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from latentwire.shared import hyper
-from latentwire.shared.models.codec import bmshj2018_transforms
+from latentwire.shared.models.codec import bmshj2018_transforms, windowed_latent
 from latentwire.shared.models.entropy import FactorizedPrior
 from latentwire.shared.models.registry import ImageShape, register_family
-from latentwire.shared.tiling import codec_tiles
 
 
 class _Bounded(torch.autograd.Function):
@@ -188,17 +187,7 @@ class HyperpriorCodec(nn.Module):
     def quantized_latent(self, x: torch.Tensor) -> np.ndarray:
         """The integer latents (N, M, h, w), the analysis run in windows (as the factorized
         codecs: memory bounded, the same numbers as one pass up to float rounding)."""
-        s = self.stride
-        n, _, height, width = x.shape
-        latent = torch.empty(
-            n, self.config.latent_channels, height // s, width // s, dtype=torch.int32
-        )
-        for tile in codec_tiles(height // s, width // s):
-            top, left, bottom, right = tile.window
-            window = self.analysis(x[..., top * s : bottom * s, left * s : right * s])
-            (out_y, out_x), (in_y, in_x) = tile.core()
-            latent[..., out_y, out_x] = torch.round(window[..., in_y, in_x]).to(torch.int32).cpu()
-        return latent.numpy()
+        return windowed_latent(self.analysis, x, self.stride, self.config.latent_channels)
 
     @torch.inference_mode()
     def side_information(self, latent: np.ndarray) -> np.ndarray:

@@ -16,12 +16,10 @@ import torch
 from PIL import Image
 
 from latentwire.client import DecoderStore, decode_array
-from latentwire.shared import hyper
 from latentwire.shared.codec import Codec
 from latentwire.shared.coding import decode_hyper
-from latentwire.shared.decoder_package import DecoderPackage, HyperTables
 from latentwire.shared.images import SIGNED
-from latentwire.shared.package import ZOO_DIR, Manifest, list_packages, read_manifest
+from latentwire.shared.package import ZOO_DIR, list_packages, read_manifest
 from latentwire.shared.wire import IR, IRError, parse
 from latentwire.training.data import load_datasets
 
@@ -47,25 +45,9 @@ def small_hyper_codec(folder: Path, model_id: str, mean: bool, seed: int) -> Cod
     """An untrained hyperprior codec of random hyper-synthesis weights of a trained size
     (as tests/shared/test_hyper.py makes one): its scales are often misjudged, so its
     IRs exercise the excess symbols too."""
-    from latentwire.training.recipes.codec import synthesis_to_onnx
-    from tests.shared.test_hyper import small_model
+    from tests.shared.test_hyper import packaged, small_model
 
-    model = small_model(mean, seed)
-    package = DecoderPackage(
-        model=model_id,
-        image_shape=(3, 0, 0),
-        latent_shape=model.latent_shape,
-        stride=16,
-        tables=model.z_prior.tables(),
-        onnx=synthesis_to_onnx(model.synthesis, (24, 4, 4)),
-        hyper=HyperTables(hyper.scale_tables(), model.integer_hyper_synthesis()),
-    )
-    data = package.to_bytes()
-    manifest = Manifest(id=model_id, family="hyperprior", config={}, dataset="-", task="codec")
-    (folder / model_id).mkdir(parents=True)
-    (folder / model_id / "decoder.msgpack").write_bytes(data)
-    (folder / model_id / "manifest.json").write_text(manifest.to_json())
-    return Codec(model, manifest, data, torch.device("cpu"))
+    return packaged(small_model(mean, seed), model_id, folder)
 
 
 def excesses(ir: bytes, store: DecoderStore) -> int:

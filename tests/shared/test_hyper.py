@@ -4,6 +4,7 @@ IRs round-trip through the light client."""
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -125,14 +126,12 @@ def test_the_transposed_convolution_is_torchs():
     np.testing.assert_array_equal(hyper._deconv(x, weight), expected)
 
 
-@pytest.fixture(scope="module")
-def codec(tmp_path_factory):
-    """A small mean-scale codec packaged as export packages one (untrained transforms)."""
+def packaged(model, model_id: str, parent: Path) -> Codec:
+    """``model`` packaged as export packages a hyperprior codec, in ``parent / model_id``."""
     from latentwire.training.recipes.codec import synthesis_to_onnx
 
-    model = small_model(True, seed=4)
     package = DecoderPackage(
-        model="hyper-test",
+        model=model_id,
         image_shape=(3, 0, 0),
         latent_shape=model.latent_shape,
         stride=16,
@@ -141,12 +140,19 @@ def codec(tmp_path_factory):
         hyper=HyperTables(hyper.scale_tables(), model.integer_hyper_synthesis()),
     )
     data = package.to_bytes()
-    manifest = Manifest(id="hyper-test", family="hyperprior", config={}, dataset="-", task="codec")
-    folder = tmp_path_factory.mktemp("hyper") / "hyper-test"
-    folder.mkdir()
+    manifest = Manifest(id=model_id, family="hyperprior", config={}, dataset="-", task="codec")
+    folder = parent / model_id
+    folder.mkdir(parents=True)
     (folder / "decoder.msgpack").write_bytes(data)
     (folder / "manifest.json").write_text(manifest.to_json())
-    return Codec(model, manifest, data, torch.device("cpu")), folder
+    return Codec(model, manifest, data, torch.device("cpu"))
+
+
+@pytest.fixture(scope="module")
+def codec(tmp_path_factory):
+    """A small mean-scale codec packaged as export packages one (untrained transforms)."""
+    parent = tmp_path_factory.mktemp("hyper")
+    return packaged(small_model(True, seed=4), "hyper-test", parent), parent / "hyper-test"
 
 
 def test_a_hyperprior_ir_round_trips_through_the_light_client(codec, data_dir):
