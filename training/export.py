@@ -26,11 +26,9 @@ from latentwire.shared.package import (
     Manifest,
     PackageError,
     file_sha256,
-    package_folder,
-    read_manifest,
     write_atomically,
 )
-from latentwire.training.checkpoint import load_checkpoint, model_from_checkpoint
+from latentwire.training.checkpoint import load_checkpoint, model_from_checkpoint, package_record
 from latentwire.training.recipes import recipe_of
 
 
@@ -99,14 +97,9 @@ def _init_provenance(init: str | None, package: dict | None = None) -> dict[str,
         return package
     if not Path(init).is_file():  # a model package: its manifest holds its own history
         try:
-            manifest = read_manifest(package_folder(init))
+            return package_record(init)
         except PackageError:
             return None
-        return {
-            "package": manifest.id,
-            "weights_sha256": manifest.weights_sha256,
-            **manifest.training,
-        }
     state = load_checkpoint(init)
     cfg = state["config"]
     found = {
