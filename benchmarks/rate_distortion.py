@@ -34,6 +34,7 @@ from latentwire.client import decode_array, decode_batch
 from latentwire.shared.codec import Codec
 from latentwire.shared.images import SIGNED
 from latentwire.shared.package import list_packages, read_manifest
+from latentwire.training.compare import bd_rate, plot
 from latentwire.training.data import load_datasets
 from latentwire.training.metrics import psnr
 
@@ -133,75 +134,6 @@ def latentwire_points(dataset: str, images: np.ndarray, effort: int = 0) -> tupl
             }
         )
     return rows, speed
-
-
-def bd_rate(
-    anchor: list[dict],
-    test: list[dict],
-    rate: str = "bytes",
-    quality: str = "psnr_db",
-    within: tuple[float, float] | None = None,
-) -> float | None:
-    """Bjøntegaard delta rate (%): the test codec's average bitrate change at equal PSNR,
-    over the PSNR range both curves cover, or the part of it ``within`` (lo, hi) dB
-    (cubic fit of log-rate against PSNR). ``rate`` and ``quality`` name the points'
-    fields (the same units on both sides)."""
-
-    def curve(points):
-        pts = sorted({(p[quality], p[rate]) for p in points})
-        return np.array([p[0] for p in pts]), np.log([p[1] for p in pts])
-
-    if len(anchor) < 4 or len(test) < 4:
-        return None
-    pa, ra = curve(anchor)
-    pt, rt = curve(test)
-    lo, hi = max(pa.min(), pt.min()), min(pa.max(), pt.max())
-    if within is not None:
-        lo, hi = max(lo, within[0]), min(hi, within[1])
-    if hi <= lo:
-        return None
-    fa, ft = np.polyint(np.polyfit(pa, ra, 3)), np.polyint(np.polyfit(pt, rt, 3))
-    avg_a = (np.polyval(fa, hi) - np.polyval(fa, lo)) / (hi - lo)
-    avg_t = (np.polyval(ft, hi) - np.polyval(ft, lo)) / (hi - lo)
-    return float((np.exp(avg_t - avg_a) - 1) * 100)
-
-
-def plot(
-    rows: list[dict],
-    path: Path,
-    title: str,
-    *,
-    rate: str = "bytes",
-    rate_label: str = "bytes per image (whole message)",
-    psnr_label: str = "PSNR (dB)",
-    limits: tuple[tuple[float, float], tuple[float, float]] = ((0, 600), (18, 45)),
-    extra: Callable[[Any], None] | None = None,
-) -> None:
-    """The RD plot of every codec in ``rows`` (``rate`` against PSNR); ``extra`` draws
-    reference marks on the axes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 5))
-    for name in ["latentwire", "JPEG", "WebP", "AVIF"]:
-        pts = sorted((r[rate], r["psnr_db"]) for r in rows if r["codec"] == name)
-        if pts:
-            style = "o-" if name == "latentwire" else ".--"
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=name)
-    if extra:
-        extra(ax)
-    ax.set_xlabel(rate_label)
-    ax.set_ylabel(psnr_label)
-    ax.set_xlim(*limits[0])
-    ax.set_ylim(*limits[1])
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def png_line(rows: list[dict]) -> Callable[[Any], None]:

@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from rate_distortion import bd_rate, plot
 from tqdm import tqdm
 
 from latentwire.shared.codec import Codec
 from latentwire.shared.images import open_image
 from latentwire.shared.package import ZOO_DIR, list_packages, read_manifest
+from latentwire.training.compare import bd_rate, plot
 from latentwire.training.data import image_files
 from latentwire.training.metrics import luma, psnr
 from latentwire.training.photos import find_folders

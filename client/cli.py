@@ -1,4 +1,4 @@
-"""``latentwire encode | decode | models | downscale | upscale | sample``."""
+"""``latentwire encode | decode | inspect | models | downscale | upscale | sample``."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ def run(command: str, argv: list[str]) -> int:
         commands = {
             "encode": _encode,
             "decode": _decode,
+            "inspect": _inspect,
             "models": _models,
             "downscale": _downscale,
             "upscale": _upscale,
@@ -36,6 +37,16 @@ def run(command: str, argv: list[str]) -> int:
 def _server_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server", default="http://127.0.0.1:8000", help="server URL")
     parser.add_argument("--api-key", default=None, help="or $LATENTWIRE_API_KEY")
+
+
+def _model_dir_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        default=os.environ.get("LATENTWIRE_MODEL_DIR"),
+        help="a folder of your own model packages, beside the shipped ones "
+        "(default: $LATENTWIRE_MODEL_DIR)",
+    )
 
 
 def _client(args: argparse.Namespace) -> Client:
@@ -61,11 +72,12 @@ def _encode(argv: list[str]) -> int:
     parser.add_argument(
         "--local", action="store_true", help="encode here with torch instead of on a server"
     )
+    _model_dir_arg(parser)
     _server_args(parser)
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.local:
-        irs = _encode_locally(args.images, args.model, args.quality, args.effort)
+        irs = _encode_locally(args.images, args.model, args.quality, args.effort, args.model_dir)
     else:
         with _client(args) as client:
             irs = client.encode_many(args.images, args.model, args.quality, args.effort)
@@ -77,11 +89,16 @@ def _encode(argv: list[str]) -> int:
 
 
 def _encode_locally(
-    paths: list[Path], model: str | None, quality: int | None, effort: int = 0
+    paths: list[Path],
+    model: str | None,
+    quality: int | None,
+    effort: int = 0,
+    model_dir: Path | None = None,
 ) -> list[bytes]:
     """Encode here, with torch (the [server] or [training] extra): the server's choice of
-    codec (:class:`~latentwire.shared.codec.CodecChoice`) among the shipped ones, and the
-    same :class:`~latentwire.shared.codec.Codec`, loaded only for the levels used."""
+    codec (:class:`~latentwire.shared.codec.CodecChoice`) among the shipped ones and those
+    in ``model_dir``, and the same :class:`~latentwire.shared.codec.Codec`, loaded only
+    for the levels used."""
     try:
         from latentwire.shared.codec import Codec, CodecChoice, CodecLevel
     except ImportError as e:
@@ -89,9 +106,11 @@ def _encode_locally(
             f"encoding here needs torch ({e.name} is missing): pip install "
             "'latentwire[server]', or encode on a server with --server URL"
         ) from None
-    from latentwire.shared.package import list_packages, read_manifest
+    from latentwire.shared.package import ZOO_DIR, list_packages, read_manifest
 
-    folders = {m.id: p for p, m in ((p, read_manifest(p)) for p in list_packages())}
+    roots = [ZOO_DIR, *([model_dir] if model_dir else [])]
+    found = [p for root in roots for p in list_packages(root)]
+    folders = {m.id: p for p, m in ((p, read_manifest(p)) for p in found)}
     levels = [CodecLevel.of(read_manifest(p)) for p in folders.values() if _is_codec(p)]
     choose = CodecChoice(levels).chooser(model, quality)
     codecs: dict[str, Codec] = {}
@@ -121,13 +140,14 @@ def _decode(argv: list[str]) -> int:
         "--server", default=None, help="fetch decoders this machine lacks from this server"
     )
     parser.add_argument("--api-key", default=None)
+    _model_dir_arg(parser)
     args = parser.parse_args(argv)
     data = [p.read_bytes() for p in args.irs]
     if args.server:
         with _client(args) as client:
             images = decode_batch(data, client.decoders)
     else:
-        images = decode_batch(data, DecoderStore(cache_dir=default_cache_dir()))
+        images = decode_batch(data, _store(args.model_dir))
     from PIL import Image
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -135,6 +155,73 @@ def _decode(argv: list[str]) -> int:
         target = args.out / (path.stem + ".png")
         Image.fromarray(image).save(target)
         print(f"{path} -> {target}")
+    return 0
+
+
+def _store(model_dir: Path | None) -> DecoderStore:
+    """The decoders of this machine: shipped, ``model_dir``'s, and the cache."""
+    return DecoderStore([model_dir] if model_dir else [], cache_dir=default_cache_dir())
+
+
+def _inspect(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="latentwire inspect",
+        description="One image through a codec, as a figure: the original, what the light "
+        "client decodes, the error, the bits per latent position and the latent's costliest "
+        "channels. Give an image (encoded here with torch, or with --server on a server) or "
+        "an IR file (decoded here; --original adds the error map).",
+    )
+    parser.add_argument("input", type=Path, help="an image, or an IR file")
+    parser.add_argument("-o", "--out", type=Path, required=True, help="the figure (PNG)")
+    parser.add_argument("--model", default=None, help="auto, a codec name or an id")
+    parser.add_argument("--quality", type=int, default=None)
+    parser.add_argument("--effort", type=int, default=0)
+    parser.add_argument("--original", type=Path, default=None, help="for an IR: its image")
+    _model_dir_arg(parser)
+    parser.add_argument("--server", default=None, help="encode (and fetch decoders) there")
+    parser.add_argument("--api-key", default=None)
+    args = parser.parse_args(argv)
+    from latentwire.client.inspect import figure
+    from latentwire.shared.wire import parse
+
+    data = args.input.read_bytes()
+    try:
+        parse(data)
+        is_ir, original_path = True, args.original
+    except IRError:  # not an IR: an image to encode
+        is_ir, original_path = False, args.input
+    if args.server:
+        with _client(args) as client:
+            if not is_ir:
+                data = client.encode(args.input, args.model, args.quality, args.effort)
+            store = client.decoders
+            decoded = decode_batch([data], store)[0]  # fetches its decoder if need be
+    else:
+        if not is_ir:
+            (data,) = _encode_locally(
+                [args.input], args.model, args.quality, args.effort, args.model_dir
+            )
+        store = _store(args.model_dir)
+        decoded = decode_batch([data], store)[0]
+    ir = parse(data)
+    decoder = store.get(ir.model, ir.digest)  # loaded by the decoding above
+    original = None
+    if original_path is not None:
+        image = open_image(original_path.read_bytes(), MAX_IMAGE_PIXELS)
+        pixels = model_input(image, decoder.package.image_shape)
+        original = pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0)
+    sheet, numbers = figure(
+        decoded, decoder.latent_view(ir), decoder.package.stride, len(data), original
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(args.out)
+    quality = "" if numbers.psnr_db is None else f", {numbers.psnr_db:.2f} dB"
+    named = decoder.package.model + ("" if isinstance(ir.model, str) else f", code {ir.model}")
+    print(
+        f"{args.input} ({named}): {numbers.ir_bytes} B, {numbers.bits_per_pixel:.3f} bpp"
+        f"{quality}; latent {numbers.latent_bits / 8:.1f} B, side information "
+        f"{numbers.side_bits / 8:.1f} B -> {args.out}"
+    )
     return 0
 
 

@@ -26,6 +26,7 @@ from latentwire.shared.package import ZOO_DIR, list_packages, read_manifest, wri
 from latentwire.shared.wire import IRError, parse
 
 SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+Model = str | int  # an IR's model: an id, or a deployment's model code
 
 
 class DecoderStore:
@@ -33,7 +34,8 @@ class DecoderStore:
     ``search_dirs``, the cache folder, then ``fetch`` (the server). A fetched decoder is
     kept, and written to the cache, only when its digest is the one the IR asks for.
 
-    A model id from an IR is never used as a path unless it is a plain name.
+    A model id from an IR is never used as a path unless it is a plain name. A deployment's
+    model code (an int) is found by the ``code`` of the packages here, or asked of ``fetch``.
     """
 
     def __init__(
@@ -45,33 +47,36 @@ class DecoderStore:
         self.roots = [ZOO_DIR, *(Path(d) for d in search_dirs)]
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.fetch = fetch
-        self._decoders: dict[tuple[str, int], Decoder] = {}
+        self._decoders: dict[tuple[Model, int], Decoder] = {}
         self._lock = threading.Lock()
-        self._index: dict[str, list[Path]] | None = None
+        self._index: dict[Model, list[Path]] | None = None
 
-    def _installed(self, model: str) -> list[Path]:
+    def _installed(self, model: Model) -> list[Path]:
         if self._index is None:
-            index: dict[str, list[Path]] = {}
+            index: dict[Model, list[Path]] = {}
             for root in self.roots:
                 for folder in list_packages(root):
                     if (folder / DECODER_NAME).is_file():
-                        index.setdefault(read_manifest(folder).id, []).append(folder / DECODER_NAME)
+                        manifest = read_manifest(folder)
+                        for key in (manifest.id, manifest.code):
+                            if key is not None:
+                                index.setdefault(key, []).append(folder / DECODER_NAME)
             self._index = index
         return self._index.get(model, [])
 
-    def _cache_path(self, model: str, digest: int) -> Path | None:
-        if self.cache_dir is None or not SAFE_ID.fullmatch(model):
+    def _cache_path(self, model: Model, digest: int) -> Path | None:
+        if self.cache_dir is None or not isinstance(model, str) or not SAFE_ID.fullmatch(model):
             return None
         return self.cache_dir / f"{model}-{digest:04x}.msgpack"
 
-    def has(self, model: str, digest: int) -> bool:
+    def has(self, model: Model, digest: int) -> bool:
         try:
             self.get(model, digest, fetch=False)
         except IRError:
             return False
         return True
 
-    def add(self, model: str, digest: int, data: bytes) -> Decoder:
+    def add(self, model: Model, digest: int, data: bytes) -> Decoder:
         """Keep a downloaded decoder package, after checking it is the one wanted."""
         if digest_of(data) != digest:
             raise IRError(
@@ -86,7 +91,7 @@ class DecoderStore:
             self._decoders[(model, digest)] = decoder
         return decoder
 
-    def get(self, model: str, digest: int, fetch: bool = True) -> Decoder:
+    def get(self, model: Model, digest: int, fetch: bool = True) -> Decoder:
         with self._lock:
             found = self._decoders.get((model, digest))
         if found is not None:
@@ -112,13 +117,14 @@ class DecoderStore:
         raise IRError(f"no decoder for model {model!r} is available here")
 
     @staticmethod
-    def _load(model: str, data: bytes) -> Decoder:
+    def _load(model: Model, data: bytes) -> Decoder:
         try:
             package = DecoderPackage.from_bytes(data)
         except DecoderPackageError as e:
             raise IRError(f"decoder for {model!r} is unusable: {e}") from None
-        if package.model != model:
-            raise IRError(f"decoder package is for {package.model!r}, not {model!r}")
+        named = package.code if isinstance(model, int) else package.model
+        if named != model:
+            raise IRError(f"decoder package is for {named!r}, not {model!r}")
         return Decoder(package)
 
 
@@ -130,7 +136,7 @@ def decode_batch(irs: Sequence[bytes], store: DecoderStore | None = None) -> lis
     store = store or _default_store
     parsed = [parse(ir) for ir in irs]
     out: list[np.ndarray] = [None] * len(parsed)  # type: ignore[list-item]
-    by_model: dict[tuple[str, int], list[int]] = {}
+    by_model: dict[tuple[Model, int], list[int]] = {}
     for i, ir in enumerate(parsed):
         by_model.setdefault((ir.model, ir.digest), []).append(i)
     for (model, digest), indices in by_model.items():

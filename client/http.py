@@ -27,7 +27,7 @@ from PIL import Image
 
 from latentwire.client.decoding import DecoderStore, decode_batch
 from latentwire.shared.images import open_image
-from latentwire.shared.wire import parse
+from latentwire.shared.wire import IRError, parse
 
 MAX_RESPONSE_PIXELS = 1 << 26  # 8192x8192: past any upscale a server makes by default
 ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]  # noqa: UP007
@@ -201,7 +201,13 @@ class Client(_Base):
             time.sleep(delay)
         raise AssertionError("unreachable")
 
-    def _fetch_decoder(self, model: str) -> bytes:
+    def _fetch_decoder(self, model: str | int) -> bytes:
+        if isinstance(model, int):  # a deployment's model code: the server says whose
+            hosted = self._request("GET", "/models").json()
+            ids = [m["id"] for m in hosted if m.get("code") == model]
+            if not ids:
+                raise IRError(f"the server hosts no model with code {model}")
+            model = ids[0]
         return self._request("GET", f"/models/{model}/decoder").content
 
     def encode(

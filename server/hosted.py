@@ -100,6 +100,7 @@ class HostedCodec:
             "quality": m.quality,
             "input": {"channels": c, "height": h or None, "width": w or None},  # None: any
             "digest": f"{self.codec.package.digest:04x}",
+            "code": m.code,
             "metrics": m.metrics,
             "parameters": m.parameters,
         }

@@ -22,7 +22,7 @@ from latentwire.server.workers import ModelWorker, ProcessLanes
 from latentwire.shared.codec import CodecChoice
 from latentwire.shared.models.codec import ENCODE_CHUNK
 from latentwire.shared.models.loading import pick_device
-from latentwire.shared.package import ZOO_DIR, list_packages, read_manifest
+from latentwire.shared.package import ZOO_DIR, PackageError, list_packages, read_manifest
 
 log = logging.getLogger("latentwire.server")
 
@@ -65,6 +65,17 @@ class ModelRegistry:
                 if manifest.id in self.hosted:
                     log.warning("%s: model %s is already loaded; skipped", folder, manifest.id)
                     continue
+                codecs = self._by_task.get("codec", {})
+                clash = [
+                    m
+                    for m, h in codecs.items()
+                    if manifest.code is not None and h.manifest.code == manifest.code
+                ]
+                if clash:  # its IRs would name two models: a deployment's mistake to fix
+                    raise PackageError(
+                        f"{folder}: model code {manifest.code} is {clash[0]}'s already; "
+                        "export one of them with another --code"
+                    )
                 hosted = HOSTED[manifest.task].load(folder, self.device, self.settings)
                 self.hosted[manifest.id] = hosted
                 self._by_task.setdefault(hosted.task, {})[manifest.id] = hosted

@@ -18,6 +18,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "encode": ("latentwire.client.cli", "client", "encode images into IR files via a server"),
     "decode": ("latentwire.client.cli", "client", "decode IR files into PNGs, locally"),
     "models": ("latentwire.client.cli", "client", "list a server's models"),
+    "inspect": (
+        "latentwire.client.cli",
+        "client",
+        "one image through a codec: reconstruction, error, where the bits went",
+    ),
     "downscale": ("latentwire.client.cli", "client", "make LR images for SR training"),
     "upscale": ("latentwire.client.cli", "client", "upscale images 2x, here or on a server"),
     "sample": (

@@ -212,8 +212,11 @@ class Codec:
         """
         if not 0 <= effort < len(EFFORT_STEPS):
             raise ValueError(f"effort must be 0 to {len(EFFORT_STEPS) - 1}, not {effort}")
-        model, digest = self.package.model, self.package.digest
-        if self.model.any_size:
+        # A deployment's own model is named by its code (one byte), a shipped one by its id.
+        package = self.package
+        model = package.model if package.code is None else package.code
+        digest = package.digest
+        if self._one_by_one:
             irs = []
             for image in images:
                 x = pad_to_stride(self._to_model(image[None]), self.model.stride)
@@ -221,7 +224,8 @@ class Codec:
                 if effort:
                     latent = self._refined(x, latent, EFFORT_STEPS[effort], image.shape[0])
                 payload = self._code(latent[0])
-                irs.append(IR(model, digest, payload, size=image.shape[1:]).to_bytes())
+                size = image.shape[1:] if self.model.any_size else None
+                irs.append(IR(model, digest, payload, size=size).to_bytes())
             return irs
         x = self._to_model(np.stack(images))
         latents = self.model.quantized_latents(x)
@@ -236,6 +240,12 @@ class Codec:
                 latents[start : start + real] = refined[:real]
         tables = self.package.tables
         return [IR(model, digest, p).to_bytes() for p in encode_latents(latents, tables)]
+
+    @property
+    def _one_by_one(self) -> bool:
+        """Whether images are coded one at a time: those of any size, and a hyperprior
+        codec's (its tables follow each image's side information)."""
+        return self.model.any_size or self.package.hyper is not None
 
     @property
     def lmbda(self) -> float:
@@ -308,7 +318,7 @@ class Codec:
         """Bits of the real payload + weight * squared error of the reconstruction."""
         bits = 8 * len(
             self._code(latent)
-            if self.model.any_size
+            if self._one_by_one
             else encode_latents(latent[None], self.package.tables)[0]
         )
         y = torch.from_numpy(latent[None]).to(x.device, torch.float32)
@@ -316,7 +326,7 @@ class Codec:
         return bits + weight * error
 
     def _code(self, latent: np.ndarray) -> bytes:
-        """The payload of one integer latent (M, h, w) of an any-size codec."""
+        """The payload of one integer latent (M, h, w), coded on its own."""
         hyper = self.package.hyper
         if hyper is None:
             return encode_latent(latent, self.package.tables)

@@ -129,9 +129,13 @@ class SymbolTables:
 
     def bits(self, latent: np.ndarray) -> float:
         """Ideal code length in bits of an integer latent (channels first)."""
+        return float(self.element_bits(latent).sum())
+
+    def element_bits(self, latent: np.ndarray) -> np.ndarray:
+        """Ideal code length in bits of each element of an integer latent (its shape)."""
         symbols = _symbols(latent[None], self)[0]
         p = np.take_along_axis(self._all_rows(symbols), symbols[..., None], axis=-1)
-        return float(-np.log2(p).sum())
+        return -np.log2(p[..., 0]).reshape(latent.shape)
 
 
 def nonzero_before(nonzero: np.ndarray) -> np.ndarray:
@@ -265,6 +269,26 @@ def encode_hyper(
     for c in reversed(range(z_tables.channels)):
         coder.encode_reverse(z_symbols[c], z_tables.models[c])
     return coder.get_compressed().astype("<u4").tobytes().rstrip(b"\0")
+
+
+def hyper_element_bits(
+    values: np.ndarray, index: np.ndarray, scale_tables: list[SymbolTables], excess: SymbolTables
+) -> np.ndarray:
+    """Ideal code length in bits of each value of y (the latent minus its means) under its
+    scale table, with the excess of a value on the table's edge: what :func:`encode_hyper`
+    spends on it."""
+    bits = np.empty(values.shape)
+    for level, table in enumerate(scale_tables):
+        where = index == level
+        if where.any():
+            v = values[where]
+            symbols = np.clip(v, -table.radius, table.radius) + table.radius
+            spent = -np.log2(table.probabilities[0][symbols])
+            over = np.minimum(np.abs(v) - table.radius, excess.radius)
+            edge = over >= 0
+            spent[edge] -= np.log2(excess.probabilities[0][over[edge] + excess.radius])
+            bits[where] = spent
+    return bits
 
 
 def decode_hyper(

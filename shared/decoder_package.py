@@ -16,6 +16,9 @@ import numpy as np
 from latentwire.shared import hyper
 from latentwire.shared.coding import SymbolTables
 
+MAX_PIXELS = 4096 * 4096  # the largest image a client decodes
+MAX_DEPLOYMENT_CODE = 32  # a deployment's own model codes: 1..32, one byte on the wire
+
 DECODER_NAME = "decoder.msgpack"
 # 1: one table per latent channel, frequencies as uint32. 2: tables per channel, position and
 # context (see SymbolTables), frequencies as uint16 (a row sums to 2**16 over 3 or more
@@ -47,6 +50,7 @@ class DecoderPackage:
     onnx: bytes
     digest: int = 0  # of the serialized package; set by from_bytes (see digest_of)
     hyper: HyperTables | None = None  # a hyperprior codec's: y's tables, the hyper-synthesis
+    code: int | None = None  # a deployment's own model code, what its IRs carry (see wire)
 
     def __post_init__(self) -> None:
         # What decoding divides by and allocates from: checked once, here.
@@ -54,6 +58,8 @@ class DecoderPackage:
             raise ValueError(f"images of {self.image_shape[0]} channels are not decoded here")
         if not 1 <= self.stride <= 64:
             raise ValueError(f"stride {self.stride} out of bounds")
+        if self.code is not None and not 1 <= self.code <= MAX_DEPLOYMENT_CODE:
+            raise ValueError(f"model code {self.code} is not 1 to {MAX_DEPLOYMENT_CODE}")
 
     def to_bytes(self) -> bytes:
         tables = self.tables
@@ -74,7 +80,11 @@ class DecoderPackage:
             fields["contexts"] = tables.contexts
             fields["frequencies"] = tables.frequencies.astype("<u2").tobytes()
         fields["onnx"] = self.onnx
-        return msgpack.packb(fields, use_bin_type=True)
+        return msgpack.packb(self._with_code(fields), use_bin_type=True)
+
+    def _with_code(self, fields: dict) -> dict:
+        """A package with a deployment code carries it (packages without one are as before)."""
+        return fields if self.code is None else {**fields, "code": self.code}
 
     def _hyper_bytes(self) -> bytes:
         h = self.hyper
@@ -107,7 +117,7 @@ class DecoderPackage:
             },
             "onnx": self.onnx,
         }
-        return msgpack.packb(fields, use_bin_type=True)
+        return msgpack.packb(self._with_code(fields), use_bin_type=True)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> DecoderPackage:
@@ -142,7 +152,7 @@ class DecoderPackage:
             tables = SymbolTables(radius, freq.astype(np.uint32), positions, contexts)
             model, onnx = str(d["model"]), bytes(d["onnx"])
             stride = _whole(d["stride"])
-            return cls(model, shape, latent, stride, tables, onnx, digest_of(data))
+            return cls(model, shape, latent, stride, tables, onnx, digest_of(data), code=_code(d))
         except DecoderPackageError:
             raise
         except (AttributeError, KeyError, TypeError, ValueError, msgpack.UnpackException) as e:
@@ -152,8 +162,10 @@ class DecoderPackage:
     def _from_hyper(cls, d: dict, data: bytes) -> DecoderPackage:
         shape = tuple(_whole(v) for v in d["image_shape"])
         latent = tuple(_whole(v) for v in d["latent_shape"])
-        if len(shape) != 3 or len(latent) != 3 or shape[1] or latent[1]:
-            raise ValueError("a hyperprior codec takes images of any size")
+        if len(shape) != 3 or len(latent) != 3 or bool(shape[1]) != bool(latent[1]):
+            raise ValueError("image and latent shapes disagree on being of fixed size")
+        if shape[1] and shape[1] * shape[2] > MAX_PIXELS:
+            raise ValueError(f"images of {shape[1]}x{shape[2]} are too large for a fixed size")
         radius = _whole(d["radius"])
         if not 0 < radius < 4096:
             raise ValueError(f"radius {radius} out of bounds")
@@ -204,6 +216,7 @@ class DecoderPackage:
             bytes(d["onnx"]),
             digest_of(data),
             HyperTables(scale_tables, synthesis, excess_table),
+            _code(d),
         )
 
 
@@ -216,6 +229,10 @@ class HyperTables:
     scale_tables: list[SymbolTables]
     synthesis: hyper.HyperSynthesis
     excess: SymbolTables = field(default_factory=hyper.excess_table)
+
+
+def _code(d: dict) -> int | None:
+    return None if d.get("code") is None else _whole(d["code"])
 
 
 def _whole(value: object) -> int:

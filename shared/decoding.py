@@ -6,21 +6,30 @@ as its other half. Needs numpy, onnxruntime and constriction; never torch.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import onnxruntime as ort
 
-from latentwire.shared.coding import CodingError, decode_hyper, decode_latent
-from latentwire.shared.decoder_package import DecoderPackage
+from latentwire.shared.coding import CodingError, decode_hyper, decode_latent, hyper_element_bits
+from latentwire.shared.decoder_package import MAX_PIXELS, DecoderPackage
 from latentwire.shared.images import SIGNED
 from latentwire.shared.tiling import codec_tiles
 from latentwire.shared.wire import IR, IRError
 
-MAX_PIXELS = 4096 * 4096  # the largest image a client decodes
 # Latents per synthesis run. onnxruntime's time per image is flat in the batch size here
 # (0.49 ms at 1, 0.38 ms at 16 on the 2-core CPU), so one at a time: the lowest latency,
 # and an image decodes to the same pixels whatever it was batched with.
 CHUNK = 1
+
+
+@dataclass(frozen=True)
+class LatentView:
+    """One IR's latent and where its bits went (:meth:`Decoder.latent_view`)."""
+
+    latent: np.ndarray  # (M, h, w) integers
+    bits: np.ndarray  # (M, h, w): the bits each element cost
+    side_bits: float  # a hyperprior codec's z; 0 for a factorized one
 
 
 class Decoder:
@@ -79,22 +88,45 @@ class Decoder:
                 images[i] = image[..., 0] if image.shape[2] == 1 else image
         return images
 
+    def latent_view(self, ir: IR) -> LatentView:
+        """Where one IR's bits went: its integer latent and the bits of each element (the
+        ideal code length under the tables that coded it), and the side information's."""
+        if ir.digest != self.package.digest:
+            raise IRError(f"IR was made for a different version of {ir.model}")
+        shape = self.latent_shape(ir)
+        tables, hyper = self.package.tables, self.package.hyper
+        try:
+            if hyper is None:
+                latent = decode_latent(ir.payload, tables, shape)
+                return LatentView(latent, tables.element_bits(latent), 0.0)
+            z, values, index, mean = self._hyper_parts(ir.payload, shape)
+        except CodingError as e:
+            raise IRError(str(e)) from None
+        bits = hyper_element_bits(values, index, hyper.scale_tables, hyper.excess)
+        return LatentView(values + mean, bits, tables.bits(z))
+
     def _latent(self, payload: bytes, shape: tuple[int, int, int]) -> np.ndarray:
         """The integer latent of a payload: with the fixed tables, or for a hyperprior
         codec, z first, then y with the tables and means the hyper-synthesis gives."""
-        hyper = self.package.hyper
-        if hyper is None:
+        if self.package.hyper is None:
             return decode_latent(payload, self.package.tables, shape)
+        _, values, _, mean = self._hyper_parts(payload, shape)
+        return values + mean
+
+    def _hyper_parts(
+        self, payload: bytes, shape: tuple[int, int, int]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(z, values of y less their means, scale indexes, means) of a hyperprior payload."""
+        hyper = self.package.hyper
         _, h, w = shape
         z_shape = (self.package.tables.channels, -(-h // 4), -(-w // 4))
-        means: list[np.ndarray] = []
+        found: list[tuple[np.ndarray, np.ndarray]] = []
 
         def parameters(z: np.ndarray) -> np.ndarray:
-            index, mean = hyper.synthesis(z, (h, w))
-            means.append(mean)
-            return index
+            found.append(hyper.synthesis(z, (h, w)))
+            return found[0][0]
 
-        _, values = decode_hyper(
+        z, values = decode_hyper(
             payload,
             self.package.tables,
             z_shape,
@@ -102,7 +134,8 @@ class Decoder:
             parameters,
             excess=hyper.excess,
         )
-        return values + means[0]
+        index, mean = found[0]
+        return z, values, index, mean
 
     def _synthesize(self, latents: np.ndarray) -> np.ndarray:
         """uint8 images from latents, in runs of exactly ``CHUNK`` (the last one padded).

@@ -44,6 +44,7 @@ class Manifest:
     task: str = "autoencoder"  # or "codec", "upscale"
     quality: int | None = None  # codecs: the quality level, 1 = fewest bytes
     decoder_digest: int | None = None  # codecs: the digest IRs carry (see decoder_package)
+    code: int | None = None  # codecs of a deployment: the model code its IRs carry (wire)
     tables: dict[str, Any] | None = None  # codecs: how the coding tables were made
     training: dict[str, Any] = field(default_factory=dict)  # command, epochs, seconds, hardware
     metrics: dict[str, Any] = field(default_factory=dict)

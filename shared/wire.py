@@ -4,11 +4,12 @@
     [version, model, digest, payload, h, w]      size-agnostic models (true image size)
 
 ``model`` is a small integer from :data:`MODEL_CODES` for the shipped models (one byte on
-the wire) or the model id as a string for any other. ``digest`` is the first 2 bytes of
-the SHA-256 of the model's decoder package, as an unsigned integer, so an IR is not
-decoded by a decoder it was not made for (a check against mix-ups between versions of a
-model, at 3 bytes on the wire; version 1 spent 5 on a 32-bit digest). Pure Python: no
-torch, no numpy.
+the wire), a negative one, -1 to -32, for a deployment's own models (code 1 to 32 in
+their packages; one byte too), or the model id as a string for any other. ``digest`` is
+the first 2 bytes of the SHA-256 of the model's decoder package, as an unsigned integer,
+so an IR is not decoded by a decoder it was not made for (a check against mix-ups between
+versions of a model, at 3 bytes on the wire; version 1 spent 5 on a 32-bit digest). Pure
+Python: no torch, no numpy.
 """
 
 from __future__ import annotations
@@ -45,15 +46,23 @@ class IRError(ValueError):
     """
 
 
+DEPLOYMENT_CODES = range(1, 33)  # as decoder_package.MAX_DEPLOYMENT_CODE
+
+
 @dataclass(frozen=True)
 class IR:
-    model: str
+    model: str | int  # a model id, or a deployment's model code (an int, 1 to 32)
     digest: int
     payload: bytes
     size: tuple[int, int] | None = None  # (height, width) for size-agnostic models
 
     def to_bytes(self) -> bytes:
-        model: int | str = MODEL_IDS.get(self.model, self.model)
+        if isinstance(self.model, int):
+            if self.model not in DEPLOYMENT_CODES:
+                raise IRError(f"model code {self.model} is not 1 to {DEPLOYMENT_CODES[-1]}")
+            model: int | str = -self.model
+        else:
+            model = MODEL_IDS.get(self.model, self.model)
         fields: list = [VERSION, model, self.digest, self.payload]
         if self.size is not None:
             fields += list(self.size)
@@ -92,7 +101,11 @@ def parse(data: bytes) -> IR:
         raise IRError(
             f"IR format version {version} is not supported (this decoder reads {VERSION})"
         )
-    if _is_int(model):
+    if _is_int(model) and model < 0:
+        if -model not in DEPLOYMENT_CODES:
+            raise IRError(f"model code {model} is out of the deployments' range (-1 to -32)")
+        model = -model
+    elif _is_int(model):
         if model not in MODEL_CODES:
             raise IRError(f"unknown model code {model}")
         model = MODEL_CODES[model]

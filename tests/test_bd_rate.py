@@ -1,12 +1,8 @@
-"""The Bjøntegaard delta rate the benchmarks report, on curves with a known answer."""
-
-import sys
-from pathlib import Path
+"""The Bjøntegaard delta rate and the size ratio at equal PSNR, on curves with a known answer."""
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
-from rate_distortion import bd_rate
+from latentwire.training.compare import bd_rate, size_ratio
 
 ANCHOR = [{"psnr_db": 24 + 2 * i, "bpp": 0.1 * 1.5**i, "psnr_y_db": 25 + 2 * i} for i in range(6)]
 
@@ -35,3 +31,10 @@ def test_within_averages_over_that_part_of_the_range_only():
         (2**0.2 - 1) * 100, abs=1e-6
     )
     assert bd_rate(ANCHOR, tilted, "bpp", within=(40, 50)) is None
+
+
+def test_size_ratio_interpolates_the_anchor_at_the_same_psnr():
+    half_way = {"psnr_db": 25, "bytes": 0.5 * (0.1 * 1.5**0.5)}
+    anchor = [{**p, "bytes": p["bpp"]} for p in ANCHOR]
+    assert size_ratio(anchor, half_way) == pytest.approx(0.5)
+    assert size_ratio(anchor, {"psnr_db": 40, "bytes": 1.0}) is None

@@ -63,6 +63,16 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return max(found)[1] if found else None
 
 
+def prune_checkpoints(run_dir: str | Path, keep: int) -> None:
+    """Delete all but the newest ``keep`` checkpoints of a run folder (0 keeps them all)."""
+    if keep <= 0:
+        return
+    run_dir = Path(run_dir)
+    found = sorted((int(m[1]), p) for p in run_dir.iterdir() if (m := _NAME.match(p.name)))
+    for _, path in found[:-keep]:
+        path.unlink(missing_ok=True)
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)

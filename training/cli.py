@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 
 from latentwire.training.data import DatasetError, add_data_arguments
-from latentwire.training.loop import config_from_args, stop_on_sigterm
+from latentwire.training.loop import config_from_args, configure_logging, stop_on_sigterm
 from latentwire.training.recipes import RECIPES
 
 
 def run(command: str, argv: list[str]) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    configure_logging()
     try:
         return {"train": _train, "eval": _eval, "export": _export}[command](argv)
     except (DatasetError, RuntimeError, ValueError, KeyError) as e:
@@ -115,6 +114,13 @@ def _export(argv: list[str]) -> int:
     parser.add_argument("--id", default=None, help="model id (default: DATASET-FAMILY)")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument(
+        "--code",
+        type=int,
+        default=None,
+        help="codecs: the deployment's model code (1-32) its IRs carry, one byte "
+        "(docs/ir-format.md); default: the model id",
+    )
+    parser.add_argument(
         "--classifier",
         default=None,
         help="gan/dcgan: the classifier that scores it (default: the shipped DATASET-classifier)",
@@ -123,9 +129,11 @@ def _export(argv: list[str]) -> int:
 
     from latentwire.training.export import export, summary
 
+    log_file = Path(args.checkpoint).parent / "export.log"
+    configure_logging(log_file)
     options = {"classifier": args.classifier} if args.classifier else {}
-    manifest = export(args.checkpoint, args.out, args.id, args.data_dir, **options)
-    print(f"wrote {args.out}: {summary(manifest)}")
+    manifest = export(args.checkpoint, args.out, args.id, args.data_dir, args.code, **options)
+    print(f"wrote {args.out}: {summary(manifest)} (details: {log_file})")
     return 0
 
 

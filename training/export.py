@@ -9,6 +9,7 @@ manifest is written last: a folder with a manifest is a complete package.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 from pathlib import Path
@@ -37,10 +38,12 @@ def export(
     out_dir: str | Path,
     model_id: str | None = None,
     data_dir: str | None = None,
+    code: int | None = None,
     **options: Any,
 ) -> Manifest:
-    """The package of ``checkpoint`` in ``out_dir``; ``options`` go to the recipe's
-    ``metrics`` (e.g. ``classifier=`` for a generator's score)."""
+    """The package of ``checkpoint`` in ``out_dir``; a codec's IRs name it by ``code``
+    (a deployment's own model code, 1 to 32) where given, else by its id; ``options`` go
+    to the recipe's ``metrics`` (e.g. ``classifier=`` for a generator's score)."""
     model, cfg, state = model_from_checkpoint(checkpoint)
     family = cfg["model"]["family"]
     recipe = recipe_of(family)
@@ -67,6 +70,9 @@ def export(
     measured: Any = model
     if hasattr(recipe, "decoder_package"):
         package, manifest.tables = recipe.decoder_package(model, cfg, data_dir, manifest.id)
+        if code is not None:
+            package = dataclasses.replace(package, code=code)
+            manifest.code = code
         write_atomically(out_dir / DECODER_NAME, package.to_bytes())
         codec = Codec(model, manifest, (out_dir / DECODER_NAME).read_bytes(), torch.device("cpu"))
         manifest.decoder_digest = codec.package.digest

@@ -32,6 +32,7 @@ from latentwire.training import distributed
 from latentwire.training.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
+    prune_checkpoints,
     save_checkpoint,
     set_rng_state,
 )
@@ -54,6 +55,7 @@ class LoopConfig:
     limit: int | None = None  # train on the first N images only (quick runs, tests)
     workers: int = 0
     out: str = "runs/train"
+    keep_last: int = 3  # checkpoints kept in the run folder (0: all)
     resume: bool = False
     device: str = "auto"
     progress: bool = True
@@ -74,6 +76,12 @@ def add_loop_arguments(parser: argparse.ArgumentParser, defaults: LoopConfig) ->
     parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
     parser.add_argument("--workers", type=int, default=defaults.workers, help="loader processes")
     parser.add_argument("--out", default=defaults.out, help="run folder for checkpoints, plots")
+    parser.add_argument(
+        "--keep-last",
+        type=int,
+        default=defaults.keep_last,
+        help="checkpoints kept in the run folder, the newest (0: every epoch's)",
+    )
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
     parser.add_argument("--device", default=defaults.device, help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
@@ -159,6 +167,7 @@ def fit(
         "model": {"family": model.family, "config": config_to_dict(model.config)},
     }
 
+    resumed_at = time.perf_counter()
     for epoch in range(start_epoch, cfg.epochs):
         began = time.perf_counter()
         sampler.set_epoch(epoch)
@@ -205,20 +214,43 @@ def fit(
                     "config": saved_config,
                 },
             )
+            prune_checkpoints(out, cfg.keep_last)
             shown = "  ".join(f"test {k} {v:.4g}" for k, v in test.items() if k != "test_images")
+            done = epoch + 1 - start_epoch
+            left = (cfg.epochs - epoch - 1) * (time.perf_counter() - resumed_at) / done
             log.info(
-                "epoch %d/%d  train loss %.5g  %s  -> %s",
+                "epoch %d/%d  train loss %.5g  %s  -> %s  (ETA %s)",
                 epoch + 1,
                 cfg.epochs,
                 history["train"][-1],
                 shown,
                 path.name,
+                f"{left / 60:.1f} min" if left >= 60 else f"{left:.0f} s",
             )
         distributed.barrier(runtime)
 
     model.eval()
     log.info("rank %d final weights sha256 %s", runtime.rank, weights_digest(model))
     return model
+
+
+def configure_logging(log_file: Path | None = None) -> None:
+    """latentwire's own messages on the console, other libraries' only from warnings up
+    (the ONNX exporter's notes on its passes are not for a user); with ``log_file``,
+    every message of INFO and up in that file as well."""
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    if not any(getattr(h, "latentwire_console", False) for h in root.handlers):
+        console = logging.StreamHandler()
+        console.setFormatter(logging.Formatter("%(message)s"))
+        console.addFilter(lambda r: r.name.startswith("latentwire") or r.levelno >= logging.WARNING)
+        console.latentwire_console = True  # type: ignore[attr-defined]
+        root.addHandler(console)
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        details = logging.FileHandler(log_file)
+        details.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        root.addHandler(details)
 
 
 def stop_on_sigterm() -> None:
@@ -246,6 +278,6 @@ def recipe_main(
     parser = argparse.ArgumentParser(prog=f"latentwire train {name}", description=doc)
     add_arguments(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    configure_logging()
     stop_on_sigterm()
     train(config_from_args(config_class, args, ["latentwire", "train", name, *argv]))

@@ -13,7 +13,7 @@ import { parseIR } from './src/wire.js';
 
 export { IRError } from './src/errors.js';
 export { Decoder, DecoderStore } from './src/store.js';
-export { MAX_IR_BYTES, MAX_SIDE, MODEL_CODES, parseIR, VERSION } from './src/wire.js';
+export { MAX_DEPLOYMENT_CODE, MAX_IR_BYTES, MAX_SIDE, MODEL_CODES, parseIR, VERSION } from './src/wire.js';
 export { digestOf, MAX_PIXELS, parsePackage } from './src/package.js';
 
 /**

@@ -102,20 +102,23 @@ class IntegerAwareLayer(nn.Module):
 
 @dataclass(frozen=True)
 class HyperpriorConfig:
-    shape: ImageShape  # the channels only: the codec takes images of any size
+    shape: ImageShape  # the channels; with fixed_size also the one image size it codes
     filters: int = 64  # N: width of the transforms
     latent_channels: int = 96  # M: channels of y
     hyper_filters: int = 64  # width of the hyper-analysis and hyper-synthesis, and z's channels
     mean: bool = False  # mean-scale: the hyper-synthesis also predicts integer means
+    # A codec of one image size (a user's domain): its IRs carry no size, the decoder
+    # package does. Otherwise it takes images of any size.
+    fixed_size: bool = False
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        return (self.shape.channels, 0, 0)
+        s = self.shape
+        return (s.channels, s.height, s.width) if self.fixed_size else (s.channels, 0, 0)
 
 
 @register_family("hyperprior", HyperpriorConfig)
 class HyperpriorCodec(nn.Module):
-    any_size = True
     stride = 16
 
     def __init__(self, config: HyperpriorConfig) -> None:
@@ -146,7 +149,12 @@ class HyperpriorCodec(nn.Module):
         )
         with torch.no_grad():  # start every element at a middling scale (about 0.8), not 0.11
             self.hyper_synthesis[-1].layer.bias[:m].fill_(hyper.SCALES / 3)
-        self.latent_shape = (m, 0, 0)
+        self.any_size = not config.fixed_size
+        s = config.shape
+        stride = self.stride
+        self.latent_shape = (
+            (m, -(-s.height // stride), -(-s.width // stride)) if config.fixed_size else (m, 0, 0)
+        )
 
     def parameters_of(
         self, z_hat: torch.Tensor, size: tuple[int, int]

@@ -1,25 +1,29 @@
 """The JavaScript decoder (client/js) against the Python client: IRs of every shipped codec
-(and of small hyperprior codecs made here, format 3) are written with the Python client's
-pixels into a folder, and `node --test client/js/test/` must decode each to them (at most
-one level apart: onnxruntime-web and onnxruntime may differ in a float's last bit) and
-pass its own fuzz and package tests. `make test` installs node_modules (`npm ci`)."""
+(and of small hyperprior codecs made here, format 3: of any size, and one of a fixed size
+named by a deployment code) are written with the Python client's pixels into a folder, and
+`node --test client/js/test/` must decode each to them (at most one level apart:
+onnxruntime-web and onnxruntime may differ in a float's last bit) and pass its own fuzz and
+package tests. `make test` installs node_modules (`npm ci`)."""
 
+import dataclasses
 import json
 import os
 import shutil
 import subprocess
 from pathlib import Path
 
+import msgpack
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from latentwire.client import DecoderStore, decode_array
+from latentwire.client import DecoderStore, decode_array, decode_batch
 from latentwire.shared.codec import Codec
 from latentwire.shared.coding import decode_hyper
+from latentwire.shared.decoder_package import digest_of
 from latentwire.shared.images import SIGNED
-from latentwire.shared.package import ZOO_DIR, list_packages, read_manifest
+from latentwire.shared.package import ZOO_DIR, Manifest, list_packages, read_manifest
 from latentwire.shared.wire import IR, IRError, parse
 from latentwire.training.data import load_datasets
 
@@ -28,6 +32,8 @@ JS = REPO / "client" / "js"
 CODECS = [p for p in list_packages() if read_manifest(p).task == "codec"]
 SMALL_IMAGES = 4  # test images per 28x28 codec
 PHOTO_CROP = (100, 140)  # (height, width): not a multiple of the stride, so it crops
+FIXED = (1, 40, 24)  # a deployment's codec of one geometry: synthesized as 48x32, cropped
+CODE = 7  # its deployment code: -7 on the wire
 
 
 @pytest.fixture(scope="module")
@@ -41,13 +47,21 @@ def node() -> str:
     return node
 
 
-def small_hyper_codec(folder: Path, model_id: str, mean: bool, seed: int) -> Codec:
+def small_hyper_codec(
+    folder: Path,
+    model_id: str,
+    mean: bool,
+    seed: int,
+    fixed: tuple[int, int, int] | None = None,
+    code: int | None = None,
+) -> Codec:
     """An untrained hyperprior codec of random hyper-synthesis weights of a trained size
     (as tests/shared/test_hyper.py makes one): its scales are often misjudged, so its
-    IRs exercise the excess symbols too."""
+    IRs exercise the excess symbols too. With ``fixed`` (C, H, W), of that one geometry;
+    with ``code``, named in its IRs by that deployment code."""
     from tests.shared.test_hyper import packaged, small_model
 
-    return packaged(small_model(mean, seed), model_id, folder)
+    return packaged(small_model(mean, seed, fixed), model_id, folder, code)
 
 
 def excesses(ir: bytes, store: DecoderStore) -> int:
@@ -126,6 +140,8 @@ def golden(tmp_path_factory, data_dir) -> Path:
         (small_hyper_codec(made, model_id, mean, seed), seed)
         for model_id, mean, seed in (("hyper-mean-test", True, 4), ("hyper-scale-test", False, 5))
     ]
+    # Of a fixed size, named by a code: its IRs (and their mutations) carry no size.
+    fixed = small_hyper_codec(made, "deployment-test", False, 6, FIXED, CODE)
     # The shipped codecs and those made here; it lists its folders once: after both are made.
     store = DecoderStore(search_dirs=[made])
     edges = 0
@@ -139,6 +155,9 @@ def golden(tmp_path_factory, data_dir) -> Path:
             add(f"{model_id}-{i}", ir, store)
             edges += excesses(ir, store)
     assert edges > 0, "no hyperprior IR here codes an excess: the test would not cover it"
+    rng = np.random.default_rng(6)
+    for i, ir in enumerate(fixed.compress([rng.integers(0, 256, FIXED, np.uint8)] * 2)):
+        add(f"deployment-test-{i}", ir, store)
 
     mutated = mutations(root, cases, store)
     (root / "cases.json").write_text(
@@ -212,5 +231,103 @@ def test_the_js_decoder_gives_the_python_clients_pixels(node, golden):
     assert result.returncode == 0, f"node --test failed:\n{result.stdout}\n{result.stderr}"
     report = json.loads((golden / "report.json").read_text())
     expected = {read_manifest(p).id for p in CODECS} | {"hyper-mean-test", "hyper-scale-test"}
+    expected.add(str(CODE))  # the report is keyed by the IR's model: the code, for that one
     assert set(report["maxDifference"]) == expected
     assert max(report["maxDifference"].values()) <= 1, report
+
+
+# Decodes each IR named in a JSON list of {name, ir, options} with client/js and prints
+# {name: {width, height, gray} or {code, message}}: the images' R channel (= G = B for a
+# grayscale codec's), or the IRError.
+DECODE_JS = """
+import { readFileSync } from 'node:fs';
+const { decode, IRError } = await import(process.env.LATENTWIRE_JS_MODULE);
+const out = {};
+for (const c of JSON.parse(readFileSync(process.argv[2], 'utf8'))) {
+  try {
+    const image = await decode(readFileSync(c.ir), { ...c.options, browserCache: false });
+    const gray = Array.from(image.data.filter((_, i) => i % 4 === 0));
+    out[c.name] = { width: image.width, height: image.height, gray };
+  } catch (e) {
+    if (!(e instanceof IRError)) throw e;
+    out[c.name] = { code: e.code, message: e.message };
+  }
+}
+console.log(JSON.stringify(out));
+"""
+
+
+def js_decode(node: str, folder: Path, cases: list[dict]) -> dict:
+    """client/js's decode of each case ({name, ir: bytes, options}), through DECODE_JS."""
+    spec = []
+    for c in cases:
+        (folder / f"{c['name']}.lw").write_bytes(c["ir"])
+        spec.append({**c, "ir": str(folder / f"{c['name']}.lw")})
+    (folder / "cases.json").write_text(json.dumps(spec))
+    (folder / "decode.mjs").write_text(DECODE_JS)
+    env = {**os.environ, "LATENTWIRE_JS_MODULE": (JS / "latentwire.js").as_uri()}
+    result = subprocess.run(
+        [node, str(folder / "decode.mjs"), str(folder / "cases.json")],
+        cwd=JS,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, f"node failed:\n{result.stdout}\n{result.stderr}"
+    return json.loads(result.stdout)
+
+
+def test_a_fixed_size_hyperprior_codec_named_by_its_code_decodes_to_the_python_pixels(
+    node, tmp_path
+):
+    """A deployment's hyperprior codec of one geometry (40x24, synthesized as 48x32 at
+    stride 16): its IRs name it by code 7 and carry no size; the JS decoder finds its
+    package by that code (the folder's manifest.json, as the Python client) and decodes
+    them to exactly the Python client's pixels. A package of another digest with the code,
+    and one of the IR's digest with another code, are refused by both."""
+    mine, other, liar = tmp_path / "mine", tmp_path / "other", tmp_path / "liar"
+    codec = small_hyper_codec(mine, "mine-q3", False, 5, FIXED, CODE)
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, FIXED, np.uint8) for _ in range(3)]
+    irs = codec.compress(images)
+    for ir in irs:
+        fields = msgpack.unpackb(ir)
+        assert len(fields) == 4 and fields[1] == -CODE  # no size; the code, one byte
+    expected = decode_batch(irs, DecoderStore([mine]))
+
+    # Another version of the model (the same code, another digest).
+    small_hyper_codec(other, "mine-q3", False, 6, FIXED, CODE)
+    # The IR's package with code 8, where a manifest says 7 (and an IR of its digest).
+    relabelled = dataclasses.replace(codec.package, code=8).to_bytes()
+    (liar / "mine-q3").mkdir(parents=True)
+    (liar / "mine-q3" / "decoder.msgpack").write_bytes(relabelled)
+    manifest = Manifest(
+        id="mine-q3", family="hyperprior", config={}, dataset="-", task="codec", code=CODE
+    )
+    (liar / "mine-q3" / "manifest.json").write_text(manifest.to_json())
+    relabelled_ir = IR(CODE, digest_of(relabelled), parse(irs[0]).payload).to_bytes()
+    refusals = {
+        "other-version": (irs[0], other, "digest-mismatch", "different version"),
+        "other-code": (relabelled_ir, liar, "bad-decoder", "is for 8, not 7"),
+    }
+    for ir, folder, _, message in refusals.values():
+        with pytest.raises(IRError, match=message):
+            decode_batch([ir], DecoderStore([folder]))
+
+    cases = [
+        dict(name=f"fixed-{i}", ir=ir, options={"packageDirs": [str(mine)]})
+        for i, ir in enumerate(irs)
+    ]
+    cases += [
+        dict(name=name, ir=ir, options={"packageDirs": [str(folder)]})
+        for name, (ir, folder, _, _) in refusals.items()
+    ]
+    decoded = js_decode(node, tmp_path, cases)
+    for i, pixels in enumerate(expected):
+        got = decoded[f"fixed-{i}"]
+        assert "code" not in got, got
+        assert (got["height"], got["width"]) == pixels.shape == FIXED[1:]
+        np.testing.assert_array_equal(np.array(got["gray"], np.uint8).reshape(pixels.shape), pixels)
+    for name, (_, _, code, _) in refusals.items():
+        assert decoded[name].get("code") == code, decoded[name]

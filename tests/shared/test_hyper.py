@@ -17,15 +17,17 @@ from latentwire.shared.models import ImageShape, get_model
 from latentwire.shared.package import Manifest
 
 
-def small_model(mean: bool, seed: int = 0):
+def small_model(mean: bool, seed: int = 0, fixed: tuple[int, int, int] | None = None):
+    """A small hyperprior codec: of any size, or of the one geometry ``fixed`` (C, H, W)."""
     torch.manual_seed(seed)
     model = get_model(
         "hyperprior",
-        shape=ImageShape(3, 64, 64),
+        shape=ImageShape(*(fixed or (3, 64, 64))),
         filters=16,
         latent_channels=24,
         hyper_filters=16,
         mean=mean,
+        fixed_size=fixed is not None,
     ).eval()
     with torch.no_grad():  # weights of a trained network's size, not of a fresh one's
         for layer in model.hyper_synthesis:
@@ -126,21 +128,25 @@ def test_the_transposed_convolution_is_torchs():
     np.testing.assert_array_equal(hyper._deconv(x, weight), expected)
 
 
-def packaged(model, model_id: str, parent: Path) -> Codec:
-    """``model`` packaged as export packages a hyperprior codec, in ``parent / model_id``."""
+def packaged(model, model_id: str, parent: Path, code: int | None = None) -> Codec:
+    """``model`` packaged as export packages a hyperprior codec, in ``parent / model_id``;
+    with ``code``, a deployment's model code its IRs carry."""
     from latentwire.training.recipes.codec import synthesis_to_onnx
 
     package = DecoderPackage(
         model=model_id,
-        image_shape=(3, 0, 0),
+        image_shape=model.config.image_shape,
         latent_shape=model.latent_shape,
         stride=16,
         tables=model.z_prior.tables(),
         onnx=synthesis_to_onnx(model.synthesis, (24, 4, 4)),
         hyper=HyperTables(hyper.scale_tables(), model.integer_hyper_synthesis()),
+        code=code,
     )
     data = package.to_bytes()
-    manifest = Manifest(id=model_id, family="hyperprior", config={}, dataset="-", task="codec")
+    manifest = Manifest(
+        id=model_id, family="hyperprior", config={}, dataset="-", task="codec", code=code
+    )
     folder = parent / model_id
     folder.mkdir(parents=True)
     (folder / "decoder.msgpack").write_bytes(data)
@@ -207,3 +213,32 @@ def test_a_clipped_level_gets_gradients_only_back_into_range():
     # below: a positive gradient would push further down (blocked), a negative one up;
     # inside: straight through; above: only a positive gradient (pushing down) passes.
     assert x.grad.tolist() == [0.0, -1.0, 1.0, 1.0, 0.0]
+
+
+def test_a_fixed_size_codec_with_a_code_has_8_bytes_of_overhead_and_refuses_others(tmp_path):
+    """A deployment's codec of one geometry: its IR names the model by a one-byte code and
+    carries no size (8 bytes around the payload, as a shipped small codec's); it decodes
+    through the light client found by that code, and a decoder of another digest is
+    refused."""
+    import msgpack
+
+    from latentwire.client.decoding import DecoderStore, decode_batch
+    from latentwire.shared.wire import IRError, parse
+
+    codec = packaged(small_model(False, seed=5, fixed=(1, 40, 24)), "mine-q3", tmp_path, code=7)
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (1, 40, 24), dtype=np.uint8) for _ in range(3)]
+    irs = codec.compress(images)
+    for ir in irs:
+        fields = msgpack.unpackb(ir)
+        assert len(fields) == 4 and fields[1] == -7  # no size; the code, one byte
+        assert len(ir) - len(fields[3]) <= 8
+        assert parse(ir).model == 7
+    store = DecoderStore([tmp_path])
+    decoded = decode_batch(irs, store)
+    assert all(d.shape == (40, 24) for d in decoded)
+    assert all(np.array_equal(a, b) for a, b in zip(decoded, codec.decompress(irs), strict=True))
+    other = packaged(small_model(False, seed=6, fixed=(1, 40, 24)), "mine-q3", tmp_path / "o", 7)
+    with pytest.raises(IRError, match="different version"):
+        decode_batch(irs, DecoderStore([tmp_path / "o"]))
+    assert other.package.digest != codec.package.digest

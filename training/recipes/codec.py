@@ -41,10 +41,10 @@ from latentwire.shared.decoder_package import DecoderPackage, HyperTables
 from latentwire.shared.hyper import SCALES, scale_tables
 from latentwire.shared.images import SIGNED, model_input, open_image
 from latentwire.shared.models import ImageShape, get_model
-from latentwire.shared.models.codec import TRANSFORMS, FactorizedCodec
+from latentwire.shared.models.codec import TRANSFORMS, FactorizedCodec, pad_to_stride
 from latentwire.shared.models.entropy import spread_prior
 from latentwire.training import distributed
-from latentwire.training.checkpoint import init_weights, package_record
+from latentwire.training.checkpoint import init_weights, latest_checkpoint, package_record
 from latentwire.training.data import (
     ImageDataConfig,
     add_image_arguments,
@@ -69,8 +69,9 @@ TABLE_CONTEXTS = 8
 
 # quality level -> lambda; higher quality spends more bits for less distortion.
 LAMBDAS = {1: 0.0003, 2: 0.0008, 3: 0.002, 4: 0.005, 5: 0.013, 6: 0.035}
-# Photos: CompressAI's bmshj2018 lambdas for q1-q4 (the shipped transforms were trained with
-# them), then 0.03 and 0.09 for the levels above (docs/models.md#the-photo-codecs).
+# Photos and a user's folder: CompressAI's bmshj2018 lambdas for q1-q4 (the shipped photo
+# transforms were trained with them), then 0.03 and 0.09 for the levels above
+# (docs/models.md#the-photo-codecs). A folder's levels so span WebP's range of settings.
 PHOTO_LAMBDAS = {1: 0.0018, 2: 0.0035, 3: 0.0067, 4: 0.013, 5: 0.03, 6: 0.09}
 
 
@@ -78,7 +79,8 @@ def lambda_of(dataset: str, quality: int, lmbda: float | None = None) -> float:
     """The rate-distortion trade-off of a run: ``lmbda`` if given, else its quality's."""
     if lmbda is not None:
         return lmbda
-    return (PHOTO_LAMBDAS if dataset == "photos" else LAMBDAS)[quality]
+    photo_like = dataset == "photos" or dataset.startswith("folder:")
+    return (PHOTO_LAMBDAS if photo_like else LAMBDAS)[quality]
 
 
 @dataclass
@@ -102,6 +104,11 @@ class TrainConfig(ImageDataConfig):
     photos: str = TRAIN_SETS  # --dataset photos: the folders to cut patches from
     patch: int = 128
     patches_per_epoch: int = 4096
+    # A folder: the staged recipe of latentwire.training.custom, unless one_stage.
+    qualities: str | None = None  # levels to train, e.g. "1-6" (default: --quality)
+    name: str | None = None  # the packages' ids are NAME-qN (default: the folder's name)
+    code: int = 1  # the first level's model code in the deployment (docs/ir-format.md)
+    one_stage: bool = False  # train once, with exactly the flags given
 
 
 def center_squares(files: list, side: int, mode: str = "RGB") -> list[torch.Tensor]:
@@ -134,9 +141,13 @@ def load_photos(cfg: TrainConfig) -> tuple[Dataset, Dataset, ImageShape]:
 def rate_distortion(
     model: nn.Module, x: torch.Tensor, lmbda: float, hard: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(loss, bits per pixel, MSE on [0, 1]) of a batch."""
-    x_hat, likelihoods = model(x, hard)
-    pixels = x.shape[0] * x.shape[2] * x.shape[3]
+    """(loss, bits per pixel, MSE on [0, 1]) of a batch. An any-size codec codes images
+    padded to its stride (as :class:`~latentwire.shared.codec.Codec` does): the rate is
+    the padded latent's, the distortion the image's."""
+    height, width = x.shape[-2:]
+    x_hat, likelihoods = model(pad_to_stride(x, model.stride), hard)
+    x_hat = x_hat[..., :height, :width]
+    pixels = x.shape[0] * height * width
     bpp = -torch.log2(likelihoods).sum() / pixels
     mse = nn.functional.mse_loss(x_hat, x) / 4  # [-1, 1] -> [0, 1] scale
     return bpp + lmbda * 255**2 * mse, bpp, mse
@@ -185,6 +196,7 @@ def build(cfg: TrainConfig, shape: ImageShape) -> nn.Module:
         latent_channels=cfg.latent_channels,
         hyper_filters=cfg.hyper_filters,
         mean=cfg.prior == "mean-scale",
+        fixed_size=cfg.dataset.startswith("folder:"),  # a folder's images have one size
     )
 
 
@@ -194,6 +206,7 @@ def initialize(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     information starts fresh). A one-channel codec from an RGB one takes its luma."""
     _to_channels(state, model.state_dict())
     if model.family == "factorized":
+        _to_positions(state, model)
         spread_prior(state, model.prior)
         model.load_state_dict(state)
         return
@@ -212,20 +225,61 @@ LUMA = (0.299, 0.587, 0.114)  # BT.601: what a grayscale codec's output stands f
 
 
 def _to_channels(state: dict[str, torch.Tensor], own: dict[str, torch.Tensor]) -> None:
-    """An RGB codec's first and last layers made grayscale, in place, when ``own`` is a
-    one-channel codec: on a gray image (R = G = B) the analysis sums its three input
-    filters, and the synthesis gives the luma of what it gave; nothing else changes."""
-    first, last = "analysis.0.weight", "synthesis.6"
-    if first in own and own[first].shape[1] == 1 and state.get(first, own[first]).shape[1] == 3:
+    """A codec's first and last layers made to ``own``'s image channels, in place.
+
+    RGB to grayscale: on a gray image (R = G = B) the analysis sums its three input
+    filters, and the synthesis gives the luma of what it gave. Grayscale to RGB: the
+    analysis sees the mean of the channels, and the synthesis gives gray. Nothing else
+    changes; training then learns colour.
+    """
+    first = "analysis.0.weight"
+    last = next(k for k in reversed(own) if k.startswith("synthesis.")).rsplit(".", 1)[0]
+    if first not in own or first not in state:
+        return
+    have, want = state[first].shape[1], own[first].shape[1]
+    if have == 3 and want == 1:
         luma = torch.tensor(LUMA)
         state[first] = state[first].sum(1, keepdim=True)
-        state[f"{last}.weight"] = (state[f"{last}.weight"] * luma.view(1, 3, 1, 1)).sum(
-            1, keepdim=True
-        )
+        # The last layer is a transposed convolution: weights (in, out, k, k).
+        weight = state[f"{last}.weight"]
+        state[f"{last}.weight"] = (weight * luma.view(1, 3, 1, 1)).sum(1, keepdim=True)
         state[f"{last}.bias"] = (state[f"{last}.bias"] * luma).sum().view(1)
+    elif have == 1 and want == 3:
+        state[first] = state[first].repeat(1, 3, 1, 1) / 3
+        state[f"{last}.weight"] = state[f"{last}.weight"].repeat(1, 3, 1, 1)
+        state[f"{last}.bias"] = state[f"{last}.bias"].repeat(3)
 
 
-def train(cfg: TrainConfig) -> nn.Module:
+def _to_positions(state: dict[str, torch.Tensor], model: FactorizedCodec) -> None:
+    """A positional prior of another latent geometry resampled to ``model``'s, in place:
+    each position takes the density of the nearest position of the old grid (a codec of
+    28x28 images starts one of 32x32 with the densities it had, stretched)."""
+    prior = model.prior
+    key = "prior.matrices.0"
+    if prior.positions == 1 or key not in state:
+        return
+    have = state[key].shape[0] // (prior.channels * prior.contexts)
+    if have in (1, prior.positions):
+        return
+    _, h, w = model.latent_shape
+    side = round(have**0.5)  # the shipped codecs' latents are square
+    if side * side != have:
+        raise ValueError(f"cannot resample a prior of {have} positions to {h}x{w}")
+    rows = torch.arange(h) * side // h
+    cols = torch.arange(w) * side // w
+    index = (rows[:, None] * side + cols[None, :]).flatten()
+    for name in [k for k in state if k.startswith("prior.")]:
+        v = state[name]
+        grid = v.reshape(prior.channels, have, prior.contexts, *v.shape[1:])
+        state[name] = grid[:, index].reshape(-1, *v.shape[1:])
+
+
+def train(cfg: TrainConfig) -> nn.Module | None:
+    if cfg.dataset.startswith("folder:") and not cfg.one_stage:
+        from latentwire.training import custom
+
+        custom.run(cfg)  # the whole recipe, a package per level
+        return None
     runtime = distributed.setup(cfg.device)
     try:
         lmbda = lambda_of(cfg.dataset, cfg.quality, cfg.lmbda)
@@ -237,7 +291,7 @@ def train(cfg: TrainConfig) -> nn.Module:
             )
         torch.manual_seed(cfg.seed)
         model = build(cfg, shape)
-        if cfg.init and not cfg.resume:
+        if cfg.init and not (cfg.resume and latest_checkpoint(cfg.out)):
             cfg = replace(cfg, init_package=package_record(cfg.init))
             initialize(model, init_weights(cfg.init))
             if runtime.is_main:
@@ -278,8 +332,10 @@ def default_id(cfg: dict[str, Any]) -> str:
 
 
 def record(cfg: dict[str, Any]) -> dict[str, Any]:
-    """What the manifest's ``training`` adds for a codec: the lambda it trained with."""
-    return {"lmbda": lambda_of(cfg["dataset"], cfg["quality"], cfg.get("lmbda"))}
+    """What the manifest's ``training`` adds for a codec: the lambda it trained with, and
+    how a folder's images were brought to its geometry (the report reads them so)."""
+    extra = {"fit": cfg.get("fit")} if cfg["dataset"].startswith("folder:") else {}
+    return {"lmbda": lambda_of(cfg["dataset"], cfg["quality"], cfg.get("lmbda")), **extra}
 
 
 def decoder_package(
@@ -306,7 +362,8 @@ def decoder_package(
         tables = model.prior.counted_tables(latents, TABLE_CONTEXTS)
         made = {"from": "counted", "training_images": len(latents), "contexts": TABLE_CONTEXTS}
     # A latent to trace the ONNX export with (its spatial size stays dynamic).
-    example = (model.latent_shape[0], 4, 4) if model.any_size else model.latent_shape
+    fixed = model.family == "factorized" and not model.any_size
+    example = model.latent_shape if fixed else (model.latent_shape[0], 4, 4)
     package = DecoderPackage(
         model=model_id,
         image_shape=model.config.image_shape,
@@ -353,9 +410,9 @@ def _training_latents(model: FactorizedCodec, cfg: dict, data_dir: str | None) -
 
 
 def metrics(codec: Codec, cfg: dict[str, Any], data_dir: str | None) -> dict[str, Any]:
-    """Real IRs decoded by the light client (the sizes and quality a user gets): the whole
-    test set for a codec of fixed geometry, Kodak for an any-size photo codec."""
-    if codec.model.any_size:
+    """Real IRs decoded by the light client (the sizes and quality a user gets): Kodak for
+    a photo codec, else the run's whole test set (a folder's held-out images)."""
+    if cfg["dataset"] == "photos":
         return photo_codec_metrics(codec, find_folders("kodak", data_dir)[0])
     test_set = run_datasets(cfg, data_dir)[1]
     _, h, w = codec.shape
@@ -364,7 +421,8 @@ def metrics(codec: Codec, cfg: dict[str, Any], data_dir: str | None) -> dict[str
     for x in DataLoader(test_set, batch_size=500):
         original = PIXELS.to_pixels(x).to(torch.uint8).numpy()
         irs = codec.compress(list(original))
-        decoded = np.stack(codec.decompress(irs)).reshape(original.shape)
+        decoded = np.stack([np.atleast_3d(d) for d in codec.decompress(irs)])
+        decoded = decoded.transpose(0, 3, 1, 2)
         total_bytes += sum(len(ir) for ir in irs)
         psnr_sum += psnr(original, decoded, per_image=True).sum()
         a, b = (torch.from_numpy(v).float() / 255 for v in (original, decoded))
@@ -409,6 +467,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_image_arguments(parser, d)
     add_loop_arguments(parser, d)
     parser.add_argument("--quality", type=int, choices=sorted(LAMBDAS), default=d.quality)
+    parser.add_argument(
+        "--qualities",
+        default=None,
+        help="a folder: the levels to train, e.g. 1-6 or 2,4 (default: --quality)",
+    )
+    parser.add_argument("--name", default=None, help="a folder: ids NAME-qN (default: its name)")
+    parser.add_argument(
+        "--code",
+        type=int,
+        default=d.code,
+        help="a folder: the first level's model code, 1-32 (docs/ir-format.md)",
+    )
+    parser.add_argument(
+        "--one-stage",
+        action="store_true",
+        help="a folder: train once with exactly these flags, not the staged recipe",
+    )
     parser.add_argument("--lmbda", type=float, default=None, help="override the quality's lambda")
     parser.add_argument("--transform", choices=TRANSFORMS, default=d.transform)
     parser.add_argument("--filters", type=int, default=d.filters, help="hidden width N")

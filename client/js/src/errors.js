@@ -8,12 +8,13 @@
  * - `too-large`: over the size limit of an IR or a decoder package
  * - `malformed`: not a MessagePack IR of 4 or 6 fields of the right types
  * - `version`: an IR format version this decoder does not read (a newer one may)
- * - `unknown-model`: a model code this decoder does not know
+ * - `unknown-model`: a model code this decoder does not know (or a negative one out of
+ *   the deployments' -1..-32)
  * - `bad-size`: the image size is out of bounds or does not fit the model
- * - `no-decoder`: no decoder package for the model is available
+ * - `no-decoder`: no decoder package for the model (or the deployment code) is available
  * - `digest-mismatch`: the IR was made for another version of the model's decoder
  * - `bad-decoder`: a decoder package is corrupt, of an unknown format, for another
- *   model, or not the one the IR asks for (refused, never used)
+ *   model (or of another code), or not the one the IR asks for (refused, never used)
  * - `corrupt-payload`: the entropy-coded payload does not decode to a latent
  * - `fetch-failed`: the decoder package could not be downloaded
  * - `synthesis`: onnxruntime failed: to load, to start a session for reasons not the

@@ -3,6 +3,7 @@
 import { IRError } from './errors.js';
 import { checkLayers, CONSTANTS, SCALES } from './hyper.js';
 import { unpack } from './msgpack.js';
+import { MAX_DEPLOYMENT_CODE } from './wire.js';
 
 export const FORMATS = [1, 2, 3];
 export const MAX_CONTEXTS = 64;
@@ -51,6 +52,8 @@ export const digestHex = (digest) => digest.toString(16).padStart(4, '0');
  * @typedef {object} DecoderPackage
  * @property {number} format
  * @property {string} model
+ * @property {number | null} code a deployment's model code (1..32): what its IRs name it
+ *   by instead of the id; null for a package without one
  * @property {number[]} imageShape [C, H, W]; H = W = 0 for size-agnostic models
  * @property {number[]} latentShape [M, h, w]; h = w = 0 for size-agnostic models
  * @property {number} stride
@@ -114,6 +117,22 @@ function tables(radius, frequencies, positions = 1, contexts = 1) {
 }
 
 /**
+ * A package's deployment code, read without checking the rest (a store looking for a
+ * code among packages given by id): null for none, and for bytes that are no package.
+ * @param {Uint8Array} data
+ * @returns {number | null}
+ */
+export function packageCode(data) {
+  if (data.length > MAX_PACKAGE_BYTES) return null;
+  try {
+    const code = unpack(data, { maxStrLength: 1024, maxArrayLength: 256 })?.code;
+    return Number.isInteger(code) ? code : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
  * Read and check a decoder package (its digest is checked by the caller).
  * @param {Uint8Array} data
  * @returns {DecoderPackage}
@@ -141,6 +160,9 @@ export function parsePackage(data) {
     if (!(radius > 0 && radius < MAX_RADIUS)) fail(`radius ${radius} out of bounds`);
     if (typeof d.model !== 'string') fail('model is not a string');
     const stride = int(d.stride, 'stride');
+    // Optional in every format; a nil one is none (decoder_package._code).
+    const code = d.code === undefined || d.code === null ? null : int(d.code, 'code');
+    if (code !== null && !(code >= 1 && code <= MAX_DEPLOYMENT_CODE)) fail(`model code ${code} is not 1 to ${MAX_DEPLOYMENT_CODE}`);
     // Checks the Python reader leaves to decoding time (where they fail less clearly).
     if (![1, 3].includes(imageShape[0])) fail(`${imageShape[0]} image channels (1 or 3 decode to pixels)`);
     if (!(stride >= 1 && stride <= MAX_STRIDE)) fail(`stride ${stride} out of bounds (1..${MAX_STRIDE})`);
@@ -158,7 +180,7 @@ export function parsePackage(data) {
       }
     }
     const onnx = bin(d.onnx, 'onnx');
-    if (format === 3) return { ...hyperPackage(d, imageShape, latentShape, radius), format, model: d.model, stride, onnx };
+    if (format === 3) return { ...hyperPackage(d, imageShape, latentShape, radius), format, model: d.model, code, stride, onnx };
     const positions = format === 2 ? int(d.positions, 'positions') : 1;
     const contexts = format === 2 ? int(d.contexts, 'contexts') : 1;
     if (!(positions === 1 || positions === latentShape[1] * latentShape[2]) || !(contexts > 0 && contexts <= MAX_CONTEXTS)) {
@@ -167,7 +189,7 @@ export function parsePackage(data) {
     const frequencies = unsigned(bin(d.frequencies, 'frequencies'), format === 1 ? 4 : 2, 'frequencies');
     const t = tables(radius, frequencies, positions, contexts);
     if (t.rows !== latentShape[0] * positions * contexts) fail(`${t.rows} tables for a latent of shape ${latentShape}`);
-    return { format, model: d.model, imageShape, latentShape, stride, tables: t, onnx, hyper: null };
+    return { format, model: d.model, code, imageShape, latentShape, stride, tables: t, onnx, hyper: null };
   } catch (e) {
     if (e instanceof PackageError) throw new IRError('bad-decoder', `malformed decoder package (${e.message})`);
     if (e instanceof IRError) throw e;
@@ -175,8 +197,8 @@ export function parsePackage(data) {
   }
 }
 
+// Of any size (H = W = 0) or of one fixed size: parsePackage has checked the shapes agree.
 function hyperPackage(d, imageShape, latentShape, radius) {
-  if (imageShape[1] || latentShape[1]) fail('a hyperprior codec takes images of any size');
   const zTables = tables(radius, unsigned(bin(d.frequencies, 'frequencies'), 2, 'frequencies'));
   const radii = d.scale_radii;
   if (!Array.isArray(radii) || radii.length !== SCALES) fail("scale tables do not match this decoder's scale levels");

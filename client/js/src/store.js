@@ -2,8 +2,10 @@
 // in memory, in options.packages, in local folders, in the cache (a folder in Node, the
 // Cache API in browsers), then from the server. A package is used only when its SHA-256
 // digest is the IR's and it is for the IR's model; a fetched one is cached only then.
+// An IR may name a deployment's model by its code (1..32) instead of its id: then the
+// package's `code` must be it.
 import { IRError } from './errors.js';
-import { digestHex, digestOf, MAX_PACKAGE_BYTES, parsePackage } from './package.js';
+import { digestHex, digestOf, MAX_PACKAGE_BYTES, packageCode, parsePackage } from './package.js';
 import { createSession } from './synthesis.js';
 
 const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -12,17 +14,20 @@ const BROWSER_CACHE = 'latentwire-decoders';
 /**
  * @typedef {object} StoreOptions
  * @property {Record<string, Uint8Array | ArrayBuffer | Array<Uint8Array | ArrayBuffer>>} [packages]
- *   decoder packages by model id (several versions of one model: an array)
+ *   decoder packages by model id (several versions of one model: an array); an IR that
+ *   names a model by its code is decoded by any of them that carries the code
  * @property {string[] | string} [packageDirs] Node: folders of model folders, each
- *   `<id>/decoder.msgpack` (as latentwire's shared/zoo)
+ *   `<id>/decoder.msgpack` (as latentwire's shared/zoo); a model named by its code is
+ *   the folder whose `<id>/manifest.json` has that `code` (as the Python client finds it)
  * @property {string} [cacheDir] Node: where fetched packages are kept, as
  *   `<id>-<digest>.msgpack` (the Python client's cache layout: the two can share it)
  * @property {boolean} [browserCache] keep fetched packages in the Cache API (default:
  *   true where `caches` exists)
  * @property {string} [baseUrl] a latentwire server: packages from `GET {baseUrl}/models/{id}/decoder`
  * @property {string} [apiKey] sent as `Authorization: Bearer <key>`
- * @property {(model: string) => Promise<Uint8Array | ArrayBuffer>} [fetchPackage]
- *   how to get a package the store lacks (instead of baseUrl)
+ * @property {(model: string | number) => Promise<Uint8Array | ArrayBuffer>} [fetchPackage]
+ *   how to get a package the store lacks (instead of baseUrl): by model id, or by a
+ *   deployment's model code (a number)
  * @property {object} [ort] an onnxruntime-web module to use (default: imported once)
  * @property {number} [numThreads] onnxruntime-web's wasm threads (default 1)
  * @property {string | object} [wasmPaths] where onnxruntime-web finds its .wasm
@@ -40,6 +45,11 @@ export class Decoder {
 }
 
 const bytesOf = (data) => (data instanceof Uint8Array ? data : new Uint8Array(data));
+const isCode = (model) => typeof model === 'number';
+/** The key of (model, digest): a code (7) and an id ("7") never share one. */
+const keyOf = (model, digest) => `${digest}:${JSON.stringify(model)}`;
+/** A model as messages name it: `model "photo-q3"`, `model code 7`. */
+const named = (model) => (isCode(model) ? `model code ${model}` : `model ${JSON.stringify(model)}`);
 
 export class DecoderStore {
   /** @param {StoreOptions} [options] */
@@ -52,12 +62,12 @@ export class DecoderStore {
   /**
    * The decoder of (model, digest), or an IRError (`no-decoder`, `digest-mismatch`,
    * `bad-decoder`, `fetch-failed`).
-   * @param {string} model
+   * @param {string | number} model a model id, or a deployment's model code
    * @param {number} digest
    * @returns {Promise<Decoder>}
    */
   get(model, digest) {
-    const key = `${digest}:${model}`;
+    const key = keyOf(model, digest);
     let found = this.decoders.get(key);
     if (!found) {
       found = this.#find(model, digest);
@@ -70,7 +80,7 @@ export class DecoderStore {
 
   /**
    * Keep a package (downloaded or given), after checking it is the one wanted.
-   * @param {string} model
+   * @param {string | number} model a model id, or a deployment's model code
    * @param {number} digest
    * @param {Uint8Array | ArrayBuffer} data
    * @returns {Promise<Decoder>}
@@ -81,18 +91,20 @@ export class DecoderStore {
     if (actual !== digest) {
       throw new IRError(
         'bad-decoder',
-        `the decoder offered for ${JSON.stringify(model)} has digest ${digestHex(actual)}, the IR needs ${digestHex(digest)}; refused`,
+        `the decoder offered for ${named(model)} has digest ${digestHex(actual)}, the IR needs ${digestHex(digest)}; refused`,
       );
     }
     const decoder = await this.#load(model, digest, bytes);
-    this.decoders.set(`${digest}:${model}`, Promise.resolve(decoder));
+    this.decoders.set(keyOf(model, digest), Promise.resolve(decoder));
     return decoder;
   }
 
   async #load(model, digest, bytes) {
     const pkg = parsePackage(bytes);
-    if (pkg.model !== model) {
-      throw new IRError('bad-decoder', `decoder package is for ${JSON.stringify(pkg.model)}, not ${JSON.stringify(model)}`);
+    // An IR names its model by id, or by the code its package carries (wire.js).
+    const is = isCode(model) ? pkg.code : pkg.model;
+    if (is !== model) {
+      throw new IRError('bad-decoder', `decoder package is for ${is === null ? 'no model code' : named(is)}, not ${named(model)}`);
     }
     return new Decoder(pkg, digest, await createSession(pkg, this.options));
   }
@@ -124,10 +136,10 @@ export class DecoderStore {
     if (candidates) {
       throw new IRError(
         'digest-mismatch',
-        `IR was made for a different version of ${model} (decoder digest ${digestHex(digest)}); this client has another`,
+        `IR was made for a different version of ${isCode(model) ? named(model) : model} (decoder digest ${digestHex(digest)}); this client has another`,
       );
     }
-    throw new IRError('no-decoder', `no decoder for model ${JSON.stringify(model)} is available here`);
+    throw new IRError('no-decoder', `no decoder for ${named(model)} is available here`);
   }
 
   /**
@@ -135,6 +147,10 @@ export class DecoderStore {
    * for a copy in the cache, has remove() (a copy elsewhere is never deleted).
    */
   async *#local(model, digest) {
+    if (isCode(model)) {
+      yield* this.#byCode(model, digest);
+      return;
+    }
     const given = this.options.packages;
     if (given && Object.hasOwn(given, model)) {
       for (const data of [given[model]].flat()) yield { data: bytesOf(data), cached: null };
@@ -159,6 +175,47 @@ export class DecoderStore {
         yield { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), cached };
       }
     }
+    yield* this.#browserCached(model, digest);
+  }
+
+  /**
+   * The local packages of a deployment's model code: those given that carry it, those in
+   * folders whose manifest.json says it (as the Python client indexes them), the Cache
+   * API's. Never cacheDir: its files are named by model id (the Python client's layout).
+   */
+  async *#byCode(code, digest) {
+    for (const data of Object.values(this.options.packages ?? {}).flat()) {
+      const bytes = bytesOf(data);
+      if (packageCode(bytes) === code) yield { data: bytes, cached: null };
+    }
+    const dirs = [this.options.packageDirs ?? []].flat();
+    if (dirs.length) {
+      const { readdir, readFile } = await import('node:fs/promises');
+      const { join } = await import('node:path');
+      for (const dir of dirs) {
+        let names;
+        try {
+          names = (await readdir(dir)).sort();
+        } catch {
+          continue; // not there
+        }
+        for (const name of names) {
+          let data;
+          try {
+            const manifest = JSON.parse(await readFile(join(dir, name, 'manifest.json'), 'utf8'));
+            if (manifest?.code !== code) continue;
+            data = await readFile(join(dir, name, 'decoder.msgpack'));
+          } catch {
+            continue; // not a model folder, or one without a decoder
+          }
+          yield { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), cached: null };
+        }
+      }
+    }
+    yield* this.#browserCached(code, digest);
+  }
+
+  async *#browserCached(model, digest) {
     const cache = await this.#browserCache();
     if (cache) {
       const key = this.#cacheKey(model, digest);
@@ -172,6 +229,8 @@ export class DecoderStore {
   }
 
   #cacheKey(model, digest) {
+    // A code names no URL; the digest (and the code check on loading) make the entry safe.
+    if (isCode(model)) return `https://latentwire.invalid/codes/${model}/decoder?digest=${digestHex(digest)}`;
     const base = this.options.baseUrl ? this.#url(model) : `https://latentwire.invalid/models/${encodeURIComponent(model)}/decoder`;
     return `${base}?digest=${digestHex(digest)}`; // a package per digest: a new version is a new entry
   }
@@ -190,9 +249,10 @@ export class DecoderStore {
     try {
       if (fetchPackage) return bytesOf(await fetchPackage(model));
       const headers = apiKey ? { Authorization: `Bearer ${apiKey}` } : {};
+      const id = isCode(model) ? await this.#hostedId(model, headers) : model;
       // Revalidated every time (the server's Cache-Control says so too): the URL names no
       // digest, so an HTTP-cached package could be another version of the model.
-      const response = await fetch(this.#url(model), { headers, cache: 'no-cache' });
+      const response = await fetch(this.#url(id), { headers, cache: 'no-cache' });
       if (!response.ok) throw new Error(`HTTP ${response.status}`);
       // The server's ETag is the digest of the package it has: another one is refused
       // without reading it.
@@ -209,14 +269,24 @@ export class DecoderStore {
       return new Uint8Array(await response.arrayBuffer());
     } catch (e) {
       if (e instanceof IRError) throw e;
-      throw new IRError('fetch-failed', `could not fetch the decoder of ${JSON.stringify(model)} (${e?.message ?? e})`);
+      throw new IRError('fetch-failed', `could not fetch the decoder of ${named(model)} (${e?.message ?? e})`);
     }
+  }
+
+  /** The id of the server's model of a deployment's code: its `GET /models` says whose. */
+  async #hostedId(code, headers) {
+    const response = await fetch(`${this.options.baseUrl.replace(/\/+$/, '')}/models`, { headers, cache: 'no-cache' });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    const hosted = await response.json();
+    const found = Array.isArray(hosted) ? hosted.find((m) => m?.code === code) : undefined;
+    if (typeof found?.id !== 'string') throw new IRError('no-decoder', `the server hosts no model with code ${code}`);
+    return found.id;
   }
 
   /** Cache a fetched package: best-effort (a cache that cannot be written fails no decode). */
   async #keep(model, digest, data) {
     const { cacheDir } = this.options;
-    if (cacheDir && SAFE_ID.test(model)) {
+    if (cacheDir && !isCode(model) && SAFE_ID.test(model)) {
       const { mkdir, rename, rm, writeFile } = await import('node:fs/promises');
       const { join } = await import('node:path');
       const path = join(cacheDir, `${model}-${digestHex(digest)}.msgpack`);

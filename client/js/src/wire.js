@@ -1,6 +1,8 @@
 // The IR wire format (docs/ir-format.md), as latentwire/shared/wire.py parses it:
 //   [version, model, digest, payload]          models of fixed geometry
 //   [version, model, digest, payload, h, w]    size-agnostic models
+// `model`: a code of MODEL_CODES (the shipped models), a negative -1..-32 (a deployment's
+// own model code 1..32, the `code` of its package), or a model id (a string).
 import { IRError } from './errors.js';
 import { unpack } from './msgpack.js';
 
@@ -8,6 +10,8 @@ export const VERSION = 2;
 export const DIGEST_BITS = 16;
 export const MAX_IR_BYTES = 64 << 20;
 export const MAX_SIDE = 1 << 15;
+/** A deployment's own model codes are 1..MAX_DEPLOYMENT_CODE, -1..-32 on the wire (one byte). */
+export const MAX_DEPLOYMENT_CODE = 32;
 
 /** Model codes of the shipped 28x28 codecs; fixed forever, never reused. */
 export const MODEL_CODES = Object.freeze({
@@ -25,7 +29,7 @@ export const MODEL_CODES = Object.freeze({
 
 /**
  * @typedef {object} IR
- * @property {string} model the model id
+ * @property {string | number} model the model id, or a deployment's model code (a number, 1..32)
  * @property {number} digest first 2 bytes of the SHA-256 of its decoder package
  * @property {Uint8Array} payload the entropy-coded latent
  * @property {[number, number] | null} size [height, width] for size-agnostic models
@@ -84,7 +88,13 @@ export function parseIR(data) {
   if (version !== VERSION) {
     throw new IRError('version', `IR format version ${version} is not supported (this decoder reads ${VERSION})`);
   }
-  if (isInt(1)) {
+  if (isInt(1) && model < 0) {
+    // A deployment's model: the decoder package with this `code` (see the store).
+    if (model < -MAX_DEPLOYMENT_CODE) {
+      throw new IRError('unknown-model', `model code ${model} is out of the deployments' range (-1 to -${MAX_DEPLOYMENT_CODE})`);
+    }
+    model = -model;
+  } else if (isInt(1)) {
     if (!Object.hasOwn(MODEL_CODES, model)) throw new IRError('unknown-model', `unknown model code ${model}`);
     model = MODEL_CODES[model];
   } else if (typeof model !== 'string' || !model) {

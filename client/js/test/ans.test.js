@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { AnsDecoder, cumulative } from '../src/ans.js';
 import { planTiles, roundHalfEven, toPixel } from '../src/synthesis.js';
-import { random } from './helpers.js';
+import { ansEncode as encode, random } from './helpers.js';
 
 /** A random row of n frequencies, each >= 1, summing to 2^16 (sometimes very skewed). */
 function row(rand, n) {
@@ -14,32 +14,6 @@ function row(rand, n) {
   const f = weights.map((w) => 1 + Math.floor((w / total) * (65536 - n)));
   f[0] += 65536 - f.reduce((a, b) => a + b, 0);
   return f;
-}
-
-/** The reference encoder: symbols pushed last first; trailing zero bytes stripped. */
-function encode(symbols, cdfs) {
-  const words = [];
-  let state = 0n;
-  for (let i = symbols.length - 1; i >= 0; i--) {
-    const cdf = cdfs[i];
-    const left = BigInt(cdf[symbols[i]]);
-    const p = BigInt(cdf[symbols[i] + 1]) - left;
-    if (state >> 40n >= p) {
-      words.push(Number(state & 0xffffffffn));
-      state >>= 32n;
-    }
-    state = ((state / p) << 24n) | (left + (state % p));
-  }
-  while (state) {
-    words.push(Number(state & 0xffffffffn));
-    state >>= 32n;
-  }
-  const bytes = new Uint8Array(4 * words.length);
-  const view = new DataView(bytes.buffer);
-  words.forEach((w, i) => view.setUint32(4 * i, w, true));
-  let end = bytes.length;
-  while (end && bytes[end - 1] === 0) end--;
-  return bytes.subarray(0, end);
 }
 
 /** The reference decoder's state after each symbol, in BigInt. */

@@ -38,7 +38,7 @@ test('bad fields get an IRError of the right code', async () => {
   await refused(ir(true, 1, 258, payload), 'malformed');
   await refused(new Uint8Array([0x94, 0xcb, ...new Uint8Array(new Float64Array([2]).buffer).reverse(), 1, 2, 0xc4, 0]), 'malformed');
   await refused(ir(2, 99, 258, payload), 'unknown-model');
-  await refused(ir(2, -1, 258, payload), 'unknown-model');
+  await refused(ir(2, -33, 258, payload), 'unknown-model'); // -1..-32: a deployment's codes
   await refused(ir(2, '', 258, payload), 'malformed');
   await refused(ir(2, null, 258, payload), 'malformed');
   await refused(ir(2, 'someone-elses-model', 258, payload), 'no-decoder');
@@ -68,6 +68,32 @@ test('bad fields get an IRError of the right code', async () => {
   assert.deepEqual(parseIR(new Uint8Array([0x94, 0x02, 0x01, 0xcd, 0x01, 0x02, 0xc4, 0x02, 0x05, 0x06])), {
     model: 'fashion-mnist-q1',
     digest: 0x0102,
+    payload: new Uint8Array([5, 6]),
+    size: null,
+  });
+});
+
+test("a deployment's model code: -1..-32 on the wire, the code 1..32 parsed; others refused", async () => {
+  const payload = new Uint8Array([5, 6]);
+  for (const code of [1, 7, 32]) {
+    const bytes = ir(2, -code, 258, payload);
+    assert.equal(bytes.length, 4 + 3 + 3); // the code is one byte, as a shipped model's
+    assert.deepEqual(parseIR(bytes), { model: code, digest: 258, payload, size: null });
+    assert.deepEqual(parseIR(ir(2, -code, 258, payload, 40, 24)).size, [40, 24]);
+    // A code no package here carries: no decoder (not an unknown model).
+    await refused(bytes, 'no-decoder');
+  }
+  for (const model of [-33, -128, -(2 ** 31), -(2 ** 40)]) {
+    assert.throws(() => parseIR(ir(2, model, 258, payload)), (e) => e.code === 'unknown-model' && /out of the deployments' range \(-1 to -32\)/.test(e.message));
+  }
+  // 0 is no code, and a float -7.0 is no integer (as wire.py reads them).
+  assert.throws(() => parseIR(ir(2, 0, 258, payload)), { code: 'unknown-model' });
+  const float = new Uint8Array([0x94, 2, 0xcb, ...new Uint8Array(new Float64Array([-7]).buffer).reverse(), 1, 0xc4, 0]);
+  assert.throws(() => parseIR(float), { code: 'malformed', message: 'IR model is neither a known code nor a model id' });
+  // The golden bytes of docs/ir-format.md ("Deployment codes"): code 3 is -3, fixint 0xfd.
+  assert.deepEqual(parseIR(new Uint8Array([0x94, 0x02, 0xfd, 0xcd, 0x0a, 0x0b, 0xc4, 0x02, 0x05, 0x06])), {
+    model: 3,
+    digest: 0x0a0b,
     payload: new Uint8Array([5, 6]),
     size: null,
   });
@@ -113,7 +139,8 @@ test('mutated IRs decode to an image of their size or give an IRError', { skip: 
     let mutated;
     if (i % 2) {
       const { model, digest, payload, size } = parseIR(c.ir);
-      mutated = ir(2, model, digest, mutate(rand, payload), ...(size ?? []));
+      const named = typeof model === 'number' ? -model : model; // a deployment's code: -code
+      mutated = ir(2, named, digest, mutate(rand, payload), ...(size ?? []));
     } else {
       mutated = mutate(rand, c.ir);
     }

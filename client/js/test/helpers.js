@@ -1,12 +1,12 @@
 // Shared by the tests: the golden folder the Python test writes (LATENTWIRE_JS_GOLDEN),
-// and a seeded random generator (reproducible fuzzing).
+// a seeded random generator (reproducible fuzzing) and the reference ANS encoder.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const GOLDEN = process.env.LATENTWIRE_JS_GOLDEN;
 export const SKIP_GOLDEN = GOLDEN && existsSync(join(GOLDEN, 'cases.json')) ? false : 'needs LATENTWIRE_JS_GOLDEN (tests/client/test_js_decoder.py makes it)';
 
-/** @returns {{packageDirs: string[], cases: {name: string, model: string, height: number, width: number, channels: number, ir: Uint8Array, pixels: Uint8Array}[]}} */
+/** @returns {{packageDirs: string[], cases: {name: string, model: string | number, height: number, width: number, channels: number, ir: Uint8Array, pixels: Uint8Array}[]}} */
 export function golden() {
   const spec = JSON.parse(readFileSync(join(GOLDEN, 'cases.json'), 'utf8'));
   for (const c of spec.cases) {
@@ -29,4 +29,33 @@ export function random(seed) {
   next.int = (lo, hi) => lo + Math.floor(next() * (hi - lo + 1)); // lo..hi inclusive
   next.bytes = (n) => Uint8Array.from({ length: n }, () => next.int(0, 255));
   return next;
+}
+
+/**
+ * The reference encoder (tests/shared/ans_reference.py): symbols pushed last first, each
+ * with its coder's cumulative table (src/ans.js `cumulative`); trailing zero bytes stripped.
+ */
+export function ansEncode(symbols, cdfs) {
+  const words = [];
+  let state = 0n;
+  for (let i = symbols.length - 1; i >= 0; i--) {
+    const cdf = cdfs[i];
+    const left = BigInt(cdf[symbols[i]]);
+    const p = BigInt(cdf[symbols[i] + 1]) - left;
+    if (state >> 40n >= p) {
+      words.push(Number(state & 0xffffffffn));
+      state >>= 32n;
+    }
+    state = ((state / p) << 24n) | (left + (state % p));
+  }
+  while (state) {
+    words.push(Number(state & 0xffffffffn));
+    state >>= 32n;
+  }
+  const bytes = new Uint8Array(4 * words.length);
+  const view = new DataView(bytes.buffer);
+  words.forEach((w, i) => view.setUint32(4 * i, w, true));
+  let end = bytes.length;
+  while (end && bytes[end - 1] === 0) end--;
+  return bytes.subarray(0, end);
 }

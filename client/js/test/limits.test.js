@@ -3,15 +3,17 @@
 // onnxruntime is a stand-in (options.ort) where a test counts its sessions.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { encode } from '@msgpack/msgpack';
 import { decode, decodeBatch, digestOf, IRError, parsePackage } from '../latentwire.js';
+import { cumulative } from '../src/ans.js';
 import { layerSizes, MAX_ACTIVATIONS } from '../src/hyper.js';
 import { createSession, modelAtFault } from '../src/synthesis.js';
+import { ansEncode } from './helpers.js';
 
 const MODEL = 'tiny-test';
 const u16 = (values) => new Uint8Array(Uint16Array.from(values).buffer);
@@ -144,8 +146,11 @@ test('hyper-synthesis sizes are checked before anything is allocated', async () 
   assert.equal(await outcome(decode(ir, options)), 'bad-decoder');
 });
 
-/** A stand-in for onnxruntime-web: counts its sessions; run() gives a gray image. */
-function fakeOrt(create) {
+/**
+ * A stand-in for onnxruntime-web: counts its sessions; run() gives a gray image, `scale`
+ * times the latent's sides (or, with `pixel(i, j)`, that value at each pixel).
+ */
+function fakeOrt(create, scale = 4, pixel = () => 0) {
   const ort = {
     sessions: 0,
     Tensor: class {
@@ -159,7 +164,8 @@ function fakeOrt(create) {
         ort.sessions++;
         const run = async (feeds) => {
           const [, , h, w] = feeds.y.dims;
-          return { x: { dims: [1, 1, 4 * h, 4 * w], data: new Float32Array(16 * h * w) } };
+          const data = Float32Array.from({ length: scale * scale * h * w }, (_, k) => pixel(Math.floor(k / (scale * w)), k % (scale * w)));
+          return { x: { dims: [1, 1, scale * h, scale * w], data } };
         };
         return { inputNames: ['y'], outputNames: ['x'], run };
       },
@@ -267,6 +273,159 @@ test('a corrupt cached package is deleted, then fetched again', async () => {
     assert.equal(await outcome(decode(ir, { cacheDir, ort })), 'bad-decoder');
     assert.equal(existsSync(path), false);
   } finally {
+    rmSync(cacheDir, { recursive: true });
+  }
+});
+
+/** A fixed-size format-3 package: 40x24 grayscale images, a 2x3x2 latent at stride 16. */
+function fixedHyperprior(code) {
+  return { ...hyperprior(), image_shape: [1, 40, 24], latent_shape: [2, 3, 2], code };
+}
+
+/** A payload of all zeros for `fixedHyperprior`: z (1x1x1) and y (2x3x2), none on an edge. */
+function zeros() {
+  const cdf = cumulative([1, 65534, 1]);
+  return ansEncode(new Array(1 + 12).fill(1), new Array(13).fill(cdf));
+}
+
+test('a package may carry a deployment code, 1..32 (decoder_package._code)', () => {
+  assert.equal(parsePackage(encode(factorized())).code, null);
+  assert.equal(parsePackage(encode({ ...factorized(), code: null })).code, null);
+  assert.equal(parsePackage(encode({ ...factorized(), code: 1 })).code, 1);
+  assert.equal(parsePackage(encode({ ...factorized(), format: 2, positions: 1, contexts: 1, frequencies: u16([1, 65534, 1]), code: 32 })).code, 32);
+  assert.equal(parsePackage(encode({ ...hyperprior(), code: 7 })).code, 7);
+  for (const code of [0, 33, -7, 256]) refused({ ...factorized(), code }, new RegExp(`model code ${code} is not 1 to 32`));
+  refused({ ...hyperprior(), code: 40 }, /model code 40 is not 1 to 32/);
+  refused({ ...factorized(), code: '7' }, /code is not an integer/);
+  refused({ ...factorized(), code: true }, /code is not an integer/);
+  refused(withFloats({ ...factorized(), code: 'FLOAT:7' }), /code is not an integer/);
+});
+
+test('a format-3 package may be of one fixed size, its latent the image at its stride', () => {
+  const pkg = parsePackage(encode(fixedHyperprior(7)));
+  assert.deepEqual([pkg.imageShape, pkg.latentShape, pkg.code], [[1, 40, 24], [2, 3, 2], 7]);
+  assert.deepEqual(parsePackage(encode(hyperprior())).imageShape, [3, 0, 0]); // any size, still
+  const change = (edit) => Object.assign(fixedHyperprior(), edit);
+  refused(change({ latent_shape: [2, 0, 0] }), /disagree on being of fixed size/);
+  refused(change({ image_shape: [1, 0, 0] }), /disagree on being of fixed size/);
+  refused(change({ image_shape: [1, 40, 0] }), /disagree on being of fixed size/);
+  refused(change({ latent_shape: [2, 3, 3] }), /a latent of 3x3 does not make 40x24 images at stride 16/);
+  refused(change({ latent_shape: [2, 2, 2] }), /does not make 40x24 images/);
+  refused(change({ image_shape: [1, 8192, 4096], latent_shape: [2, 512, 256] }), /over the 16777216-pixel limit/);
+});
+
+test("a fixed-size hyperprior IR named by its code: no size, the package's latent, cropped", async () => {
+  const data = encode(fixedHyperprior(7));
+  const digest = await digestOf(data);
+  const ir = encode([2, -7, digest, zeros()]);
+  // 1 inside 40x24, -1 beyond: a crop anywhere but the top-left shows as black pixels.
+  const ort = fakeOrt(undefined, 16, (i, j) => (i < 40 && j < 24 ? 1 : -1));
+  const options = { packages: { [MODEL]: data }, ort, browserCache: false };
+  const image = await decode(ir, options);
+  assert.deepEqual([image.width, image.height], [24, 40]); // synthesized as 32x48
+  assert.ok(image.data.every((v) => v === 255));
+  // The latent is the package's: codeLengths cover its 3x2 grid.
+  const { codeLengths } = await decode(ir, { ...options, codeLengths: true });
+  assert.deepEqual([codeLengths.width, codeLengths.height], [2, 3]);
+  // The size the package codes may be given too; another is refused.
+  assert.equal((await decode(encode([2, -7, digest, zeros(), 40, 24]), options)).width, 24);
+  assert.equal(await outcome(decode(encode([2, -7, digest, zeros(), 48, 32]), options)), 'bad-size');
+  // By id, the same package decodes alike; a code and an id "7" are not the same model.
+  assert.deepEqual((await decode(encode([2, MODEL, digest, zeros()]), options)).data, image.data);
+  const byName = { packages: { 7: data }, ort, browserCache: false };
+  assert.equal(await outcome(decode(encode([2, '7', digest, zeros()]), byName)), 'bad-decoder');
+  assert.equal((await decode(ir, byName)).width, 24);
+});
+
+test('an IR names its package by code: another code or digest is refused', async () => {
+  const data = encode(fixedHyperprior(7));
+  const digest = await digestOf(data);
+  const ir = encode([2, -7, digest, zeros()]);
+  const ort = fakeOrt(undefined, 16);
+  const coded = (code) => encode(fixedHyperprior(code));
+  // Given packages of other codes (or none) are not the IR's; one of its code but another
+  // digest is another version of its model.
+  const given = (packages) => outcome(decode(ir, { packages, ort, browserCache: false }));
+  assert.equal(await given({ [MODEL]: coded(8) }), 'no-decoder');
+  assert.equal(await given({ [MODEL]: coded(undefined) }), 'no-decoder');
+  assert.equal(await given({ [MODEL]: encode({ ...fixedHyperprior(7), stride: 15 }) }), 'digest-mismatch');
+  assert.equal(await given({ a: coded(8), b: [coded(9), data] }), 'decoded');
+  // Fetched: a package of the IR's digest but another code (or none) is refused.
+  for (const code of [8, undefined]) {
+    const other = coded(code);
+    const wrong = encode([2, -7, await digestOf(other), zeros()]);
+    const result = await outcome(decode(wrong, { fetchPackage: async () => other, ort, browserCache: false }));
+    assert.equal(result, 'bad-decoder');
+    await assert.rejects(decode(wrong, { fetchPackage: async () => other, ort }), /decoder package is for (model code 8|no model code), not model code 7/);
+  }
+  assert.equal(await outcome(decode(ir, { fetchPackage: async () => coded(8), ort })), 'bad-decoder'); // another digest
+  // fetchPackage is asked for the code.
+  const asked = [];
+  await decode(ir, { fetchPackage: async (model) => asked.push(model) && data, ort: fakeOrt(undefined, 16) });
+  assert.deepEqual(asked, [7]);
+});
+
+test('packageDirs: a code is found by the manifest.json of a model folder (as the Python client)', async () => {
+  const data = encode(fixedHyperprior(7));
+  const ir = encode([2, -7, await digestOf(data), zeros()]);
+  const root = mkdtempSync(join(tmpdir(), 'lw-'));
+  const folder = (name, manifest, pkg) => {
+    mkdirSync(join(root, name));
+    if (manifest) writeFileSync(join(root, name, 'manifest.json'), JSON.stringify(manifest));
+    if (pkg) writeFileSync(join(root, name, 'decoder.msgpack'), pkg);
+  };
+  try {
+    const options = () => ({ packageDirs: [join(root, 'none'), root], ort: fakeOrt(undefined, 16), browserCache: false });
+    folder('no-manifest', null, data);
+    folder('not-json', null, data);
+    writeFileSync(join(root, 'not-json', 'manifest.json'), '{');
+    folder('eight', { id: 'eight', code: 8 }, data);
+    writeFileSync(join(root, 'a-file'), 'x');
+    assert.equal(await outcome(decode(ir, options())), 'no-decoder');
+    folder('no-package', { id: 'no-package', code: 7 }, null);
+    assert.equal(await outcome(decode(ir, options())), 'no-decoder');
+    // Its manifest says 7, its package says 8: refused (decoding.DecoderStore._load).
+    folder('liar', { id: 'liar', code: 7 }, coded(8));
+    assert.equal(await outcome(decode(encode([2, -7, await digestOf(coded(8)), zeros()]), options())), 'bad-decoder');
+    assert.equal(await outcome(decode(ir, options())), 'digest-mismatch');
+    folder('seven', { id: MODEL, code: 7 }, data);
+    assert.equal((await decode(ir, options())).height, 40);
+  } finally {
+    rmSync(root, { recursive: true });
+  }
+
+  function coded(code) {
+    return encode(fixedHyperprior(code));
+  }
+});
+
+test("baseUrl: a code's model is the one GET /models gives that code, its package fetched by id", async () => {
+  const data = encode(fixedHyperprior(7));
+  const ir = encode([2, -7, await digestOf(data), zeros()]);
+  const requests = [];
+  const server = createServer((request, response) => {
+    requests.push(request.url);
+    if (request.url === '/models') {
+      const hosted = [{ id: 'classifier' }, { id: 'other', code: 3 }, { id: MODEL, code: 7 }];
+      response.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify(hosted));
+    } else if (request.url === `/models/${MODEL}/decoder`) {
+      response.writeHead(200, { 'Content-Type': 'application/msgpack' }).end(data);
+    } else {
+      response.writeHead(404).end();
+    }
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const baseUrl = `http://127.0.0.1:${server.address().port}/`;
+  const cacheDir = mkdtempSync(join(tmpdir(), 'lw-'));
+  try {
+    const options = { baseUrl, cacheDir, ort: fakeOrt(undefined, 16), browserCache: false };
+    assert.equal((await decode(ir, options)).height, 40);
+    assert.equal((await decode(ir, options)).height, 40); // kept in memory
+    assert.deepEqual(requests, ['/models', `/models/${MODEL}/decoder`]);
+    assert.deepEqual(readdirSync(cacheDir), []); // its files are named by id: not for a code
+    assert.equal(await outcome(decode(encode([2, -9, 1, zeros()]), options)), 'no-decoder'); // no model of code 9
+  } finally {
+    server.close();
     rmSync(cacheDir, { recursive: true });
   }
 });
