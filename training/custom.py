@@ -56,7 +56,7 @@ PIXELS_SEEN = 100_000 * 32 * 32
 PASSES = (3, 40)
 MAX_STEPS = 20_000
 LR, CLIP_GRAD = 5e-4, 1.0  # a start that is trained already: a moderate rate, clipped
-HARD_FRACTION = 0.25  # the hard-quantization stage's steps, of the main stage's
+HARD_FRACTION = 0.1  # the hard-quantization stage's steps, of the main stage's
 HARD_LR = 1e-4
 SAMPLE = 256  # training images that pick the start
 

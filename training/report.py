@@ -161,7 +161,8 @@ def channel_maps(level, path: Path, count: int = 16) -> None:
     for ax in axes.flat:
         ax.axis("off")
     for ax, channel in zip(axes.flat, order, strict=False):
-        ax.imshow(view.latent[channel], cmap="coolwarm")
+        top = max(1, int(np.abs(view.latent[channel]).max()))
+        ax.imshow(view.latent[channel], cmap="coolwarm", vmin=-top, vmax=top)  # 0 is white
         ax.set_title(f"ch {channel}: {spent[channel]:.0f} b", fontsize=7)
     fig.suptitle(f"{codec.id}: latent channels of one held-out image, costliest first", fontsize=9)
     fig.tight_layout()

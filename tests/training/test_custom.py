@@ -184,7 +184,7 @@ def test_the_schedule_grows_with_the_folder_and_shrinks_passes():
     assert big[1] > small[1]  # more steps for more images ...
     assert big[1] * big[0] / 60_000 < small[1] * small[0] / 2_000  # ... in fewer passes
     assert schedule(2_000, 64, 64)[0] == 16  # bigger images, smaller batches
-    assert small[2] == -(-small[1] // 4)  # the hard stage: a quarter of the main one
+    assert small[2] == -(-small[1] // 10)  # the hard stage: a tenth of the main one
 
 
 def test_qualities_parse_and_refuse():
