@@ -109,8 +109,9 @@ def _encode_locally(
     from latentwire.shared.package import ZOO_DIR, list_packages, read_manifest
 
     roots = [ZOO_DIR, *([model_dir] if model_dir else [])]
-    found = [p for root in roots for p in list_packages(root)]
-    folders = {m.id: p for p, m in ((p, read_manifest(p)) for p in found)}
+    folders: dict[str, Path] = {}
+    for folder in (p for root in roots for p in list_packages(root)):
+        folders.setdefault(read_manifest(folder).id, folder)  # a shipped id wins, as served
     levels = [CodecLevel.of(read_manifest(p)) for p in folders.values() if _is_codec(p)]
     choose = CodecChoice(levels).chooser(model, quality)
     codecs: dict[str, Codec] = {}

@@ -128,12 +128,24 @@ class DecoderStore:
         return Decoder(package)
 
 
-_default_store = DecoderStore()
+MODEL_DIR_ENV = "LATENTWIRE_MODEL_DIR"  # a deployment's own packages, as the server's
+_default_stores: dict[str, DecoderStore] = {}
+_lock = threading.Lock()
+
+
+def default_store() -> DecoderStore:
+    """The store a bare :func:`decode` uses: the shipped models and the packages in
+    ``$LATENTWIRE_MODEL_DIR`` (read at each call: one store per folder)."""
+    folder = os.environ.get(MODEL_DIR_ENV, "")
+    with _lock:
+        if folder not in _default_stores:
+            _default_stores[folder] = DecoderStore([folder] if folder else [])
+        return _default_stores[folder]
 
 
 def decode_batch(irs: Sequence[bytes], store: DecoderStore | None = None) -> list[np.ndarray]:
     """Decode many IRs (any mix of models) into uint8 arrays, batching per model."""
-    store = store or _default_store
+    store = store or default_store()
     parsed = [parse(ir) for ir in irs]
     out: list[np.ndarray] = [None] * len(parsed)  # type: ignore[list-item]
     by_model: dict[tuple[Model, int], list[int]] = {}

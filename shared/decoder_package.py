@@ -164,8 +164,12 @@ class DecoderPackage:
         latent = tuple(_whole(v) for v in d["latent_shape"])
         if len(shape) != 3 or len(latent) != 3 or bool(shape[1]) != bool(latent[1]):
             raise ValueError("image and latent shapes disagree on being of fixed size")
-        if shape[1] and shape[1] * shape[2] > MAX_PIXELS:
-            raise ValueError(f"images of {shape[1]}x{shape[2]} are too large for a fixed size")
+        if shape[1]:  # one fixed geometry: the latent is the image's, strided
+            stride = _whole(d["stride"])
+            if not (shape[1] > 0 and shape[2] > 0 and shape[1] * shape[2] <= MAX_PIXELS):
+                raise ValueError(f"images of {shape[1]}x{shape[2]} are out of bounds")
+            if latent[1:] != (-(-shape[1] // stride), -(-shape[2] // stride)):
+                raise ValueError(f"a latent of {latent} does not make {shape} images")
         radius = _whole(d["radius"])
         if not 0 < radius < 4096:
             raise ValueError(f"radius {radius} out of bounds")

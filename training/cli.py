@@ -41,6 +41,7 @@ def _train(argv: list[str]) -> int:
 def _load(target: str):
     """(reconstruct function, data set, image shape, fit) of a package folder or checkpoint."""
     from latentwire.shared.models import ImageShape
+    from latentwire.shared.models.codec import padded_forward
     from latentwire.shared.models.loading import load_model
     from latentwire.shared.package import MANIFEST_NAME
     from latentwire.training.checkpoint import model_from_checkpoint
@@ -56,7 +57,8 @@ def _load(target: str):
     else:
         raise ValueError(f"{target}: neither a model package folder nor a checkpoint file")
     # A codec's forward gives (reconstruction, likelihoods); eval mode rounds its latent.
-    reconstruct = (lambda x: model(x)[0]) if family == "factorized" else model
+    codec = family in ("factorized", "hyperprior")
+    reconstruct = (lambda x: padded_forward(model, x)[0]) if codec else model
     return reconstruct, dataset, ImageShape(**config["shape"]), fit or "center-crop"
 
 

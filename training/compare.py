@@ -56,7 +56,10 @@ def classical_points(
     """Every classical codec at every setting of ``codecs`` on uint8 images (H, W) or
     (H, W, 3), each coded on its own; sizes are whole files."""
     rows = []
+    Image.init()
     for name, qualities in codecs.items():
+        if FORMATS[name] not in Image.SAVE:  # a Pillow built without it (AVIF is recent)
+            continue
         for q in qualities:
             sizes, decoded = [], []
             for image in images:

@@ -29,8 +29,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
-import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,13 @@ from torch import nn
 
 from latentwire.shared.images import SIGNED
 from latentwire.shared.models import ImageShape
-from latentwire.shared.package import MANIFEST_NAME, list_packages, read_manifest
+from latentwire.shared.package import (
+    MANIFEST_NAME,
+    find_package,
+    list_packages,
+    read_manifest,
+    write_atomically,
+)
 from latentwire.training.checkpoint import init_weights, latest_checkpoint, load_checkpoint
 from latentwire.training.data import load_datasets
 from latentwire.training.loop import configure_logging
@@ -83,6 +89,8 @@ class Plan:
     channels: int
     height: int
     width: int
+    fit: str
+    seed: int
     train_images: int
     test_images: int
     batch_size: int
@@ -154,19 +162,20 @@ def stage_config(plan: Plan, level: Level, start_manifest: Any, base: Any) -> An
         channels=plan.channels,
         height=plan.height,
         width=plan.width,
-        fit=base.fit,
+        fit=plan.fit,
         quality=level.quality,
         lmbda=level.lmbda,
         batch_size=plan.batch_size,
         lr=LR,
         clip_grad=CLIP_GRAD,
-        seed=base.seed,
+        seed=plan.seed,
         device=base.device,
+        workers=base.workers,
         progress=base.progress,
         keep_last=base.keep_last,
         filters=c["filters"],
         latent_channels=c["latent_channels"],
-        init=level.start,
+        init=str(find_package(level.start)),  # the shipped one, whatever is in the cwd
         command=base.command,
         one_stage=True,
     )
@@ -183,82 +192,129 @@ def stage_config(plan: Plan, level: Level, start_manifest: Any, base: Any) -> An
     )
 
 
-def _sample(plan: Plan, base: Any) -> torch.Tensor:
-    train_set, _, _ = load_datasets(
-        plan.dataset,
-        data_dir=base.data_dir,
-        shape=ImageShape(plan.channels, plan.height, plan.width),
-        fit=base.fit,
-        pixel_range=SIGNED,
-    )
-    step = max(1, len(train_set) // SAMPLE)
-    return torch.stack([train_set[i] for i in range(0, len(train_set), step)][:SAMPLE])
-
-
 @torch.inference_mode()
-def start_cost(model: nn.Module, x: torch.Tensor, lmbda: float) -> float:
-    """Rate + lambda * distortion (bits per pixel) of the rounded latent, on ``x``."""
+def rate_and_distortion(model: nn.Module, x: torch.Tensor) -> tuple[float, float]:
+    """(bits per pixel, MSE on [0, 1]) of the rounded latent on ``x``, in chunks."""
     from latentwire.training.recipes.codec import rate_distortion
 
     model.eval()
-    return float(rate_distortion(model, x, lmbda)[0])
+    bits = squared = 0.0
+    for chunk in x.split(32):
+        rd = rate_distortion(model, chunk, 0.0)
+        bits += float(rd.bpp) * len(chunk)
+        squared += float(rd.mse) * len(chunk)
+    return bits / len(x), squared / len(x)
 
 
-def choose_start(plan: Plan, quality: int, lmbda: float, x: torch.Tensor, base: Any):
-    """(start id, its cost) of the shipped codec nearest the folder at this lambda."""
-    from latentwire.shared.package import package_folder
+def measure_starts(plan: Plan, x: torch.Tensor, base: Any) -> dict[str, tuple[float, float]]:
+    """(bpp, MSE) on ``x`` of every shipped codec that can start this folder, made to its
+    channels and latent grid; a level's cost is then bpp + lambda * 255**2 * MSE."""
     from latentwire.training.recipes.codec import build, initialize
 
-    costs = {}
+    measured = {}
+    shape = ImageShape(plan.channels, plan.height, plan.width)
     for model_id in candidates(plan.channels, plan.height, plan.width):
-        manifest = read_manifest(package_folder(model_id))
-        level = Level(quality, lmbda, model_id, 0.0, 0)
-        cfg = stage_config(plan, level, manifest, base)
-        shape = ImageShape(plan.channels, plan.height, plan.width)
+        manifest = read_manifest(find_package(model_id))
+        cfg = stage_config(plan, Level(3, 0.0, model_id, 0.0, 1), manifest, base)
         model = build(cfg, shape)
-        initialize(model, init_weights(model_id))
-        costs[model_id] = start_cost(model, x, lmbda)
-    best = min(costs, key=costs.get)
-    shown = ", ".join(f"{k} {v:.3f}" for k, v in sorted(costs.items(), key=lambda kv: kv[1])[:3])
-    log.info(
-        "q%d (lambda %g): starts from %s (cost, bits per pixel: %s)", quality, lmbda, best, shown
-    )
-    return best, costs[best]
+        initialize(model, init_weights(cfg.init))
+        measured[model_id] = rate_and_distortion(model, x)
+    return measured
+
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,100}")
+# Flags the staged recipe sets itself; given with other values, the run says so.
+RECIPE_SETS = ("lmbda", "epochs", "lr", "lr_drop", "batch_size", "init", "prior", "transform",
+               "filters", "latent_channels", "positional_prior", "prior_contexts",
+               "hard_quantization", "freeze_transforms", "limit", "clip_grad")  # fmt: skip
+
+
+def check(base: Any, qualities: list[int]) -> None:
+    """Clear errors, before any work, for what the staged recipe cannot do."""
+    from latentwire.shared.decoder_package import MAX_DEPLOYMENT_CODE
+    from latentwire.training.recipes.codec import TrainConfig
+
+    defaults = TrainConfig()
+    changed = [f for f in RECIPE_SETS if getattr(base, f) != getattr(defaults, f)]
+    if changed:
+        flags = ", ".join("--" + f.replace("_", "-") for f in changed)
+        raise ValueError(f"the staged recipe sets {flags} itself: add --one-stage to set them")
+    if base.channels not in (1, 3):
+        raise ValueError("a folder needs --channels 1 or 3 (and --height, --width)")
+    last_code = base.code + len(qualities) - 1
+    if base.code < 1 or last_code > MAX_DEPLOYMENT_CODE:
+        raise ValueError(
+            f"--code {base.code} for {len(qualities)} levels needs codes {base.code}-{last_code}; "
+            f"a deployment's codes are 1 to {MAX_DEPLOYMENT_CODE}"
+        )
+    if base.name is not None and not SAFE_NAME.fullmatch(base.name):
+        raise ValueError(f"--name {base.name!r}: letters, digits, '.', '_' and '-' only")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("the staged recipe runs in one process: not under torchrun")
 
 
 def make_plan(base: Any, qualities: list[int]) -> Plan:
+    from latentwire.shared.package import PackageError
     from latentwire.training.recipes.codec import lambda_of
 
+    folder = Path(base.dataset.removeprefix("folder:")).resolve()
+    dataset = f"folder:{folder}"  # resolved: the run may be resumed from elsewhere
     shape = ImageShape(base.channels, base.height, base.width)
     train_set, test_set, _ = load_datasets(
-        base.dataset, data_dir=base.data_dir, shape=shape, fit=base.fit
+        dataset, data_dir=base.data_dir, shape=shape, fit=base.fit, pixel_range=SIGNED
     )
+    if not len(train_set):
+        raise ValueError(f"{folder}: too few images to train on (at least 2)")
     batch, main_steps, hard_steps = schedule(len(train_set), base.height, base.width)
-    folder = Path(base.dataset.removeprefix("folder:"))
-    name = base.name or re.sub(r"[^A-Za-z0-9._-]+", "-", folder.resolve().name).strip("-.")
+    name = base.name or re.sub(r"[^A-Za-z0-9._-]+", "-", folder.name).strip("-._") or "custom"
+    for quality in qualities:
+        try:
+            find_package(f"{name}-q{quality}")
+        except PackageError:
+            continue
+        raise ValueError(f"{name}-q{quality} is a shipped model's id: choose another --name")
     plan = Plan(
-        name=name or "custom",
-        dataset=base.dataset,
+        name=name[:100],
+        dataset=dataset,
         channels=base.channels,
         height=base.height,
         width=base.width,
+        fit=base.fit,
+        seed=base.seed,
         train_images=len(train_set),
         test_images=len(test_set),
         batch_size=batch,
         main_steps=main_steps,
         hard_steps=hard_steps,
     )
-    x = _sample(plan, base)
+    step = max(1, len(train_set) // SAMPLE)
+    x = torch.stack([train_set[i] for i in range(0, len(train_set), step)][:SAMPLE])
+    measured = measure_starts(plan, x, base)
     for i, quality in enumerate(qualities):
-        lmbda = lambda_of(base.dataset, quality)
-        start, cost = choose_start(plan, quality, lmbda, x, base)
-        plan.levels.append(Level(quality, lmbda, start, round(cost, 5), base.code + i))
+        lmbda = lambda_of(dataset, quality)
+        costs = {k: bpp + lmbda * 255**2 * mse for k, (bpp, mse) in measured.items()}
+        start = min(costs, key=costs.get)
+        ranked = sorted(costs.items(), key=lambda kv: kv[1])[:3]
+        log.info(
+            "q%d (lambda %g): starts from %s (cost, bits per pixel: %s)",
+            quality,
+            lmbda,
+            start,
+            ", ".join(f"{k} {v:.3f}" for k, v in ranked),
+        )
+        plan.levels.append(Level(quality, lmbda, start, round(costs[start], 5), base.code + i))
     return plan
 
 
 def _epochs(steps: int, plan: Plan) -> int:
-    """Passes of the data loader that make ``steps`` (the loader drops no last batch)."""
+    """Passes of the data loader that make ``steps``, rounded up (it drops no last batch)."""
     return max(1, math.ceil(steps / math.ceil(plan.train_images / plan.batch_size)))
+
+
+def _lr_drop(epochs: int) -> int | None:
+    """The epoch from which the main stage trains at a tenth of the rate: its last quarter
+    (at least its last epoch when it has two or more)."""
+    return min(epochs - 1, max(1, math.floor(0.75 * epochs))) if epochs > 1 else None
 
 
 class Progress:
@@ -293,20 +349,27 @@ def run(base: Any) -> list[Path]:
     from latentwire.training.recipes.codec import train
 
     out = Path(base.out)
-    configure_logging(out / "train.log")  # the libraries' details too, for the record
     plan_path = out / PLAN_NAME
     qualities = parse_qualities(base.qualities or str(base.quality))
+    check(base, qualities)
     if plan_path.is_file():
         if not base.resume:
             raise ValueError(f"{out} holds a run already: add --resume to continue it")
-        plan = Plan.from_json(plan_path.read_text())
-        if [lv.quality for lv in plan.levels] != qualities or plan.dataset != base.dataset:
+        try:
+            plan = Plan.from_json(plan_path.read_text())
+        except (ValueError, TypeError, KeyError) as e:
+            raise ValueError(f"{plan_path} is not a plan this version reads ({e})") from None
+        folder = Path(base.dataset.removeprefix("folder:")).resolve()
+        asked = ([lv.quality for lv in plan.levels], f"folder:{folder}", base.fit, base.seed)
+        if asked != (qualities, plan.dataset, plan.fit, plan.seed):
             raise ValueError(f"{out} holds a run of other levels or data: use another --out")
+        configure_logging(out / "train.log")
         log.info("resuming the run in %s", out)
     else:
         out.mkdir(parents=True, exist_ok=True)
+        configure_logging(out / "train.log")  # the libraries' details too, for the record
         plan = make_plan(base, qualities)
-        plan_path.write_text(plan.to_json())
+        write_atomically(plan_path, plan.to_json().encode())
     log.info(
         "%d training and %d held-out images of %dx%dx%d; per level %d + %d steps of %d images",
         plan.train_images,
@@ -326,17 +389,15 @@ def run(base: Any) -> list[Path]:
         stages = out / "train" / level.name
         if (package / MANIFEST_NAME).is_file():
             log.info("%s: done before", model_id)
-            progress.finished(plan.main_steps + plan.hard_steps, _stage_seconds(stages))
+            seconds = _seconds(stages / "main") + _seconds(stages / "hard")
+            progress.finished(plan.main_steps + plan.hard_steps, seconds)
             packages.append(package)
             continue
-        start = read_manifest(_shipped(level.start))
+        start = read_manifest(find_package(level.start))
         main = stage_config(plan, level, start, base)
+        epochs = _epochs(plan.main_steps, plan)
         main = replace(
-            main,
-            out=str(stages / "main"),
-            epochs=_epochs(plan.main_steps, plan),
-            lr_drop=math.ceil(0.75 * _epochs(plan.main_steps, plan)),
-            resume=True,
+            main, out=str(stages / "main"), epochs=epochs, lr_drop=_lr_drop(epochs), resume=True
         )
         for stage, cfg in (("main", main), ("hard", None)):
             if stage == "hard":
@@ -359,10 +420,9 @@ def run(base: Any) -> list[Path]:
                 Path(cfg.init).name if stage == "hard" else cfg.init,
                 progress.eta(),
             )
-            began = time.perf_counter()
             train(cfg)
             steps = plan.main_steps if stage == "main" else plan.hard_steps
-            progress.finished(steps, time.perf_counter() - began)
+            progress.finished(steps, _seconds(Path(cfg.out)))
         manifest = export(
             latest_checkpoint(stages / "hard"), package, model_id, base.data_dir, code=level.code
         )
@@ -375,16 +435,7 @@ def run(base: Any) -> list[Path]:
     return packages
 
 
-def _shipped(model_id: str) -> Path:
-    from latentwire.shared.package import package_folder
-
-    return package_folder(model_id)
-
-
-def _stage_seconds(stages: Path) -> float:
-    total = 0.0
-    for stage in ("main", "hard"):
-        found = latest_checkpoint(stages / stage)
-        if found:
-            total += load_checkpoint(found)["seconds"]
-    return total
+def _seconds(stage: Path) -> float:
+    """The training seconds a stage's newest checkpoint records (0 without one)."""
+    found = latest_checkpoint(stage)
+    return load_checkpoint(found)["seconds"] if found else 0.0

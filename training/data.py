@@ -231,9 +231,15 @@ def held_out(path: Path, fraction: float) -> bool:
 
 
 def split_files(files: list[Path], fraction: float) -> tuple[list[Path], list[Path]]:
-    """(train, held out) by :func:`held_out`; never an empty held-out part."""
+    """(train, held out) by :func:`held_out`. Never an empty held-out part: when the hash
+    puts no file there, the last training file moves there (so nothing held out is
+    trained on); a single file is both (nothing else can be done with one)."""
     train = [f for f in files if not held_out(f, fraction)]
-    return train, [f for f in files if held_out(f, fraction)] or train[-1:]
+    test = [f for f in files if held_out(f, fraction)]
+    if not test:
+        test = train[-1:]
+        train = train[:-1] or train
+    return train, test
 
 
 def load_datasets(

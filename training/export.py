@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import save as safetensors_bytes
 
 from latentwire.shared.codec import Codec
-from latentwire.shared.decoder_package import DECODER_NAME
+from latentwire.shared.decoder_package import DECODER_NAME, MAX_DEPLOYMENT_CODE
 from latentwire.shared.models import config_to_dict, make_config
 from latentwire.shared.package import (
     MANIFEST_NAME,
@@ -47,6 +47,10 @@ def export(
     model, cfg, state = model_from_checkpoint(checkpoint)
     family = cfg["model"]["family"]
     recipe = recipe_of(family)
+    if code is not None and not (
+        hasattr(recipe, "decoder_package") and 1 <= code <= MAX_DEPLOYMENT_CODE
+    ):
+        raise ValueError(f"--code is for codecs, 1 to {MAX_DEPLOYMENT_CODE}; not {code}")
     out_dir = Path(out_dir)
     # Through JSON, so that tuples are stored as the lists a manifest reads back.
     config = json.loads(json.dumps(config_to_dict(make_config(family, cfg["model"]["config"]))))

@@ -246,9 +246,13 @@ def configure_logging(log_file: Path | None = None) -> None:
         console.addFilter(lambda r: r.name.startswith("latentwire") or r.levelno >= logging.WARNING)
         console.latentwire_console = True  # type: ignore[attr-defined]
         root.addHandler(console)
+    for old in [h for h in root.handlers if getattr(h, "latentwire_details", False)]:
+        root.removeHandler(old)  # one run's details file at a time
+        old.close()
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         details = logging.FileHandler(log_file)
+        details.latentwire_details = True  # type: ignore[attr-defined]
         details.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
         root.addHandler(details)
 

@@ -161,6 +161,17 @@ def windowed_latent(analysis: nn.Module, x: torch.Tensor, stride: int, channels:
     return latent.numpy()
 
 
+def padded_forward(
+    model: nn.Module, x: torch.Tensor, hard: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(reconstruction, likelihoods) of a codec (factorized or hyperprior) for images of
+    any size: padded to its stride as :class:`~latentwire.shared.codec.Codec` codes them,
+    the reconstruction cropped back; the likelihoods are the padded latent's."""
+    height, width = x.shape[-2:]
+    x_hat, likelihoods = model(pad_to_stride(x, model.stride), hard)
+    return x_hat[..., :height, :width], likelihoods
+
+
 def pad_to_stride(x: torch.Tensor, stride: int) -> torch.Tensor:
     """(N, C, H, W) padded at the bottom and right, by repeating the edge, to multiples of
     ``stride`` (an edge costs fewer bits than a black border; the decoder crops it off)."""

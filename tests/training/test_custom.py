@@ -176,6 +176,13 @@ def test_inspect_draws_an_image_and_an_ir(run, folder, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "(crops-q3, code 1)" in done.stdout  # the IR names its model by code 1
     assert (tmp_path / "ir.png").stat().st_size > 0
+    # A receiver: a bare decode(ir) finds the package through $LATENTWIRE_MODEL_DIR.
+    script = (
+        f"from latentwire.client import decode; print(decode(open({str(ir)!r}, 'rb').read()).size)"
+    )
+    env = {**os.environ, "LATENTWIRE_MODEL_DIR": str(run)}
+    shown = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert shown.stdout.strip() == f"({SIDE}, {SIDE})", shown.stderr
 
 
 def test_the_schedule_grows_with_the_folder_and_shrinks_passes():

@@ -29,7 +29,7 @@ import io
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -41,7 +41,7 @@ from latentwire.shared.decoder_package import DecoderPackage, HyperTables
 from latentwire.shared.hyper import SCALES, scale_tables
 from latentwire.shared.images import SIGNED, model_input, open_image
 from latentwire.shared.models import ImageShape, get_model
-from latentwire.shared.models.codec import TRANSFORMS, FactorizedCodec, pad_to_stride
+from latentwire.shared.models.codec import TRANSFORMS, FactorizedCodec, padded_forward
 from latentwire.shared.models.entropy import spread_prior
 from latentwire.training import distributed
 from latentwire.training.checkpoint import init_weights, latest_checkpoint, package_record
@@ -138,19 +138,24 @@ def load_photos(cfg: TrainConfig) -> tuple[Dataset, Dataset, ImageShape]:
     return train, test, ImageShape(channels, cfg.patch, cfg.patch)
 
 
+class RateDistortion(NamedTuple):
+    loss: torch.Tensor  # bpp + lambda * 255**2 * mse
+    bpp: torch.Tensor  # bits per pixel, from the entropy model's likelihoods
+    mse: torch.Tensor  # on the [0, 1] scale
+    x_hat: torch.Tensor  # the reconstruction
+
+
 def rate_distortion(
     model: nn.Module, x: torch.Tensor, lmbda: float, hard: bool = False
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(loss, bits per pixel, MSE on [0, 1]) of a batch. An any-size codec codes images
-    padded to its stride (as :class:`~latentwire.shared.codec.Codec` does): the rate is
-    the padded latent's, the distortion the image's."""
-    height, width = x.shape[-2:]
-    x_hat, likelihoods = model(pad_to_stride(x, model.stride), hard)
-    x_hat = x_hat[..., :height, :width]
-    pixels = x.shape[0] * height * width
+) -> RateDistortion:
+    """The rate-distortion figures of a batch. Images are coded padded to the codec's
+    stride (as :class:`~latentwire.shared.codec.Codec` does): the rate is the padded
+    latent's, the distortion the image's."""
+    x_hat, likelihoods = padded_forward(model, x, hard)
+    pixels = x.shape[0] * x.shape[2] * x.shape[3]
     bpp = -torch.log2(likelihoods).sum() / pixels
     mse = nn.functional.mse_loss(x_hat, x) / 4  # [-1, 1] -> [0, 1] scale
-    return bpp + lmbda * 255**2 * mse, bpp, mse
+    return RateDistortion(bpp + lmbda * 255**2 * mse, bpp, mse, x_hat)
 
 
 @torch.inference_mode()
@@ -162,8 +167,7 @@ def evaluate_codec(
     count = 0
     for x in DataLoader(data, batch_size=500):
         x = x.to(device)
-        batch_loss, bpp, _ = rate_distortion(model, x, lmbda)
-        x_hat, _ = model(x)
+        batch_loss, bpp, _, x_hat = rate_distortion(model, x, lmbda)
         loss += batch_loss.item() * len(x)
         bits += bpp.item() * x.shape[2] * x.shape[3] * len(x)
         pixels = PIXELS.to_pixels(x), PIXELS.to_pixels(x_hat)
@@ -291,8 +295,12 @@ def train(cfg: TrainConfig) -> nn.Module | None:
             )
         torch.manual_seed(cfg.seed)
         model = build(cfg, shape)
-        if cfg.init and not (cfg.resume and latest_checkpoint(cfg.out)):
+        # Recorded in the checkpoints (a resumed run's too): the exact lambda, and how a
+        # package --init was made.
+        cfg = replace(cfg, lmbda=lmbda)
+        if cfg.init:
             cfg = replace(cfg, init_package=package_record(cfg.init))
+        if cfg.init and not (cfg.resume and latest_checkpoint(cfg.out)):
             initialize(model, init_weights(cfg.init))
             if runtime.is_main:
                 log.info("initialized from %s", cfg.init)
@@ -310,14 +318,20 @@ def train(cfg: TrainConfig) -> nn.Module | None:
             if rate_only:
                 _, likelihoods = m(x, reconstruct=False)
                 return -torch.log2(likelihoods).sum() / (x.shape[0] * x.shape[2] * x.shape[3])
-            return rate_distortion(m, x, lmbda, cfg.hard_quantization)[0]
+            return rate_distortion(m, x, lmbda, cfg.hard_quantization).loss
 
         def evaluate(m: nn.Module, data: Dataset) -> dict[str, float]:
             return evaluate_codec(m, data, lmbda, runtime.device)
 
         model = fit(cfg, runtime, model, train_set, test_set, batch_loss, evaluate)
         if runtime.is_main:
-            write_report(cfg.out, lambda x: model(x)[0], test_set, runtime.device, cfg.progress)
+            write_report(
+                cfg.out,
+                lambda x: padded_forward(model, x)[0],
+                test_set,
+                runtime.device,
+                cfg.progress,
+            )
         return model
     finally:
         distributed.teardown(runtime)
@@ -412,7 +426,7 @@ def _training_latents(model: FactorizedCodec, cfg: dict, data_dir: str | None) -
 def metrics(codec: Codec, cfg: dict[str, Any], data_dir: str | None) -> dict[str, Any]:
     """Real IRs decoded by the light client (the sizes and quality a user gets): Kodak for
     a photo codec, else the run's whole test set (a folder's held-out images)."""
-    if cfg["dataset"] == "photos":
+    if cfg["dataset"] == "photos" or codec.shape[1] == 0:  # any size: measured on photos
         return photo_codec_metrics(codec, find_folders("kodak", data_dir)[0])
     test_set = run_datasets(cfg, data_dir)[1]
     _, h, w = codec.shape
