@@ -126,9 +126,11 @@ def plot(
     psnr_label: str = "PSNR (dB)",
     limits: tuple[tuple[float, float], tuple[float, float]] | None = ((0, 600), (18, 45)),
     extra: Callable[[Any], None] | None = None,
+    log_rate: bool = False,
 ) -> None:
     """The RD plot of every codec in ``rows`` (``rate`` against PSNR); ``extra`` draws
-    reference marks on the axes; ``limits`` None fits the axes to the points."""
+    reference marks on the axes; ``limits`` None fits the axes to the points; ``log_rate``
+    draws the rate on a log scale (codecs whose smallest files differ tenfold)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -142,6 +144,8 @@ def plot(
             ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=name)
     if extra:
         extra(ax)
+    if log_rate:
+        ax.set_xscale("log")
     ax.set_xlabel(rate_label)
     ax.set_ylabel(psnr_label)
     if limits:

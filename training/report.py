@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from latentwire.shared.codec import Codec
 from latentwire.shared.images import SIGNED
@@ -89,12 +90,12 @@ def write_report(packages: Sequence[Path], out: Path, data_dir: str | None = Non
         "bd_rate_percent_vs": bd,
     }
     (out / "report.json").write_text(json.dumps(result, indent=2) + "\n")
-    top = max(r["bytes"] for r in ours)
     plot(
         rows,
         out / "rd.png",
         f"{Path(result['dataset'].removeprefix('folder:')).name}: {len(images)} held-out images",
-        limits=((0, 2.5 * top), (min(r["psnr_db"] for r in ours) - 4, 48)),
+        limits=None,
+        log_rate=True,
     )
     reconstruction_grid(images, coded, out / "reconstructions.png")
     bit_maps(coded, out / "bits.png")
@@ -109,7 +110,9 @@ def reconstruction_grid(images, coded, path: Path) -> None:
 
     rows = [images[:SAMPLES]] + [decoded[:SAMPLES] for _, _, decoded in coded]
     tiles = np.stack([np.atleast_3d(i) for row in rows for i in row])
-    grid(tiles, columns=min(SAMPLES, len(images))).save(path)
+    sheet = grid(tiles, columns=min(SAMPLES, len(images)))
+    scale = max(1, 96 // max(tiles.shape[1:3]))  # small images drawn bigger, pixels kept
+    sheet.resize((sheet.width * scale, sheet.height * scale), Image.Resampling.NEAREST).save(path)
 
 
 def _views(codec: Codec, irs: Sequence[bytes]):

@@ -124,9 +124,9 @@ def test_a_run_killed_in_each_stage_resumes_to_the_same_package(run, folder, tmp
     assert resumed["metrics"] == first["metrics"]
 
 
-def test_the_report_is_what_the_server_gives(run):
+def test_the_report_is_what_the_server_gives(run, folder, tmp_path):
     """Every held-out image through the real server hosting the package, decoded by the
-    light client: the same bytes and PSNR as the report's."""
+    light client: the same bytes and PSNR as the report's; ``inspect --server`` too."""
     from latentwire.client import Client
     from latentwire.shared.codec import Codec
     from latentwire.training.metrics import psnr
@@ -141,6 +141,16 @@ def test_the_report_is_what_the_server_gives(run):
         with Client(url) as client:
             irs = [client.encode(Image.fromarray(i), model="crops-q3") for i in images]
             decoded = [np.asarray(client.decode(ir)) for ir in irs]  # decoder from /models
+        figure = tmp_path / "served.png"
+        inspect = ["inspect", str(sorted(folder.iterdir())[0]), "--model", "crops-q3"]
+        inspect += ["--server", url, "-o", str(figure)]
+        done = subprocess.run(
+            [sys.executable, "-m", "latentwire.shared.cli", *inspect],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0 and "code 1" in done.stdout, done.stderr
+        assert figure.stat().st_size > 0
     assert np.mean([len(ir) for ir in irs]) == pytest.approx(ours["bytes"], abs=1e-9)
     measured = np.mean([psnr(a, b) for a, b in zip(images, decoded, strict=True)])
     assert measured == pytest.approx(ours["psnr_db"], abs=1e-6)
@@ -232,3 +242,27 @@ def test_a_positional_prior_is_resampled_to_another_latent_grid():
     gray = x.mean(1, keepdim=True)
     # The RGB start sees the mean of the channels, as the gray codec saw the gray image.
     assert torch.allclose(wider.analysis[0](x), shipped.analysis[0](gray), atol=1e-5)
+
+
+def test_export_prints_one_line_and_logs_the_exporters_notes(run, tmp_path):
+    from latentwire.training.checkpoint import latest_checkpoint
+
+    checkpoint = latest_checkpoint(run / "train" / "q3" / "hard")
+    export = [sys.executable, "-m", "latentwire.shared.cli", "export", str(checkpoint)]
+    done = subprocess.run(
+        [*export, "-o", str(tmp_path / "again"), "--id", "crops-again", "--code", "5"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"wrote {tmp_path / 'again'}: crops-again")
+    assert "unused" in (checkpoint.parent / "export.log").read_text()  # the details, kept
+    assert json.loads((tmp_path / "again" / "manifest.json").read_text())["code"] == 5
+    refused = subprocess.run(
+        [*export, "-o", str(tmp_path / "bad"), "--code", "33"],
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode == 1 and "1 to 32" in refused.stderr
+    assert not (tmp_path / "bad").exists()
