@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -84,6 +85,7 @@ def train(name: str, folder: Path, out: Path, qualities: str) -> dict:
     """The plain one-command run on a domain's folder, timed; its report's figures."""
     channels, side = GEOMETRY[name]
     run = out / "runs" / f"{name}-q{qualities}"
+    shutil.rmtree(run, ignore_errors=True)  # a fresh run: its time is what is measured
     command = ["latentwire", "train", "codec", "--dataset", f"folder:{folder}"]
     command += ["--channels", str(channels), "--height", str(side), "--width", str(side)]
     command += ["--qualities", qualities, "--no-progress", "--out", str(run)]
