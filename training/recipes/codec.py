@@ -20,6 +20,10 @@ start with copies of that channel's density at every position and context.
 
 ``--hard-quantization`` is a last stage for a trained codec: the analysis stays fixed, and
 the synthesis and the prior train on the rounded latent, as it is coded and decoded.
+
+``--dataset folder:PATH`` runs all of that as one staged recipe, from the nearest shipped
+codec to a package and a report (:mod:`latentwire.training.custom`); ``--one-stage``
+trains once with exactly the flags given instead.
 """
 
 from __future__ import annotations
