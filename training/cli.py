@@ -34,7 +34,13 @@ def _train(argv: list[str]) -> int:
     module = RECIPES[args.recipe]
     command = ["latentwire", "train", *argv]
     stop_on_sigterm()
-    module.train(config_from_args(module.TrainConfig, args, command))
+    cfg = config_from_args(module.TrainConfig, args, command)
+    if args.recipe == "codec" and cfg.dataset.startswith("folder:") and not cfg.one_stage:
+        from latentwire.training import custom
+
+        custom.run(cfg)  # the whole recipe for a user's folder: a package per level
+    else:
+        module.train(cfg)
     return 0
 
 

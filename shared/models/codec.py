@@ -168,7 +168,8 @@ def padded_forward(
     any size: padded to its stride as :class:`~latentwire.shared.codec.Codec` codes them,
     the reconstruction cropped back; the likelihoods are the padded latent's."""
     height, width = x.shape[-2:]
-    x_hat, likelihoods = model(pad_to_stride(x, model.stride), hard)
+    stride = getattr(model, "module", model).stride  # through a DistributedDataParallel
+    x_hat, likelihoods = model(pad_to_stride(x, stride), hard)
     return x_hat[..., :height, :width], likelihoods
 
 

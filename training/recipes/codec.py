@@ -21,9 +21,10 @@ start with copies of that channel's density at every position and context.
 ``--hard-quantization`` is a last stage for a trained codec: the analysis stays fixed, and
 the synthesis and the prior train on the rounded latent, as it is coded and decoded.
 
-``--dataset folder:PATH`` runs all of that as one staged recipe, from the nearest shipped
-codec to a package and a report (:mod:`latentwire.training.custom`); ``--one-stage``
-trains once with exactly the flags given instead.
+For ``--dataset folder:PATH``, ``latentwire train codec`` runs all of that as one staged
+recipe, from the nearest shipped codec to a package and a report
+(:mod:`latentwire.training.custom`); ``--one-stage`` trains once with exactly the flags
+given instead (as torchrun's ``-m latentwire.training.recipes.codec`` always does).
 """
 
 from __future__ import annotations
@@ -282,12 +283,9 @@ def _to_positions(state: dict[str, torch.Tensor], model: FactorizedCodec) -> Non
         state[name] = grid[:, index].reshape(-1, *v.shape[1:])
 
 
-def train(cfg: TrainConfig) -> nn.Module | None:
-    if cfg.dataset.startswith("folder:") and not cfg.one_stage:
-        from latentwire.training import custom
-
-        custom.run(cfg)  # the whole recipe, a package per level
-        return None
+def train(cfg: TrainConfig) -> nn.Module:
+    """One training run with exactly ``cfg``'s settings (``latentwire train codec`` runs
+    the staged recipe of :mod:`latentwire.training.custom` for a folder instead)."""
     runtime = distributed.setup(cfg.device)
     try:
         lmbda = lambda_of(cfg.dataset, cfg.quality, cfg.lmbda)
