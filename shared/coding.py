@@ -252,20 +252,16 @@ def encode_hyper(
     table's radius; beyond, it is clamped)."""
     z_symbols = _symbols(z[None], z_tables)[0]
     coder = constriction.stream.stack.AnsCoder()
-    flat_y, flat_index = y.ravel(), index.ravel()
-    radius = np.array([t.radius for t in scale_tables])[flat_index]
+    flat_index = index.ravel()
+    symbols, at_edge, over = _hyper_symbols(y.ravel(), flat_index, scale_tables, excess)
     # A stack: the last pushed is read first. The decoder reads z, then y by index, then
     # the excesses of the values on an edge, in raster order.
-    at_edge = np.flatnonzero(np.abs(flat_y) >= radius)
     if len(at_edge):
-        over = np.minimum(np.abs(flat_y[at_edge]) - radius[at_edge], excess.radius)
-        coder.encode_reverse((over + excess.radius).astype(np.int32), excess.models[0])
+        coder.encode_reverse(over, excess.models[0])
     for level in reversed(range(len(scale_tables))):
         where = flat_index == level
         if where.any():
-            table = scale_tables[level]
-            symbols = np.clip(flat_y[where], -table.radius, table.radius) + table.radius
-            coder.encode_reverse(symbols.astype(np.int32), table.models[0])
+            coder.encode_reverse(symbols[where], scale_tables[level].models[0])
     for c in reversed(range(z_tables.channels)):
         coder.encode_reverse(z_symbols[c], z_tables.models[c])
     return coder.get_compressed().astype("<u4").tobytes().rstrip(b"\0")
@@ -277,18 +273,30 @@ def hyper_element_bits(
     """Ideal code length in bits of each value of y (the latent minus its means) under its
     scale table, with the excess of a value on the table's edge: what :func:`encode_hyper`
     spends on it."""
-    bits = np.empty(values.shape)
+    flat_index = index.ravel()
+    symbols, at_edge, over = _hyper_symbols(values.ravel(), flat_index, scale_tables, excess)
+    bits = np.empty(len(symbols))
     for level, table in enumerate(scale_tables):
-        where = index == level
-        if where.any():
-            v = values[where]
-            symbols = np.clip(v, -table.radius, table.radius) + table.radius
-            spent = -np.log2(table.probabilities[0][symbols])
-            over = np.minimum(np.abs(v) - table.radius, excess.radius)
-            edge = over >= 0
-            spent[edge] -= np.log2(excess.probabilities[0][over[edge] + excess.radius])
-            bits[where] = spent
-    return bits
+        where = flat_index == level
+        bits[where] = -np.log2(table.probabilities[0][symbols[where]])
+    bits[at_edge] -= np.log2(excess.probabilities[0][over])
+    return bits.reshape(values.shape)
+
+
+def _hyper_symbols(
+    flat_y: np.ndarray,
+    flat_index: np.ndarray,
+    scale_tables: list[SymbolTables],
+    excess: SymbolTables,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What :func:`encode_hyper` codes for the values of y: (each value's symbol in its
+    scale table, the edge value clamped; the positions of the values at or beyond their
+    table's edge; the symbols of their excesses)."""
+    radius = np.array([t.radius for t in scale_tables])[flat_index]
+    symbols = (np.clip(flat_y, -radius, radius) + radius).astype(np.int32)
+    at_edge = np.flatnonzero(np.abs(flat_y) >= radius)
+    over = np.minimum(np.abs(flat_y[at_edge]) - radius[at_edge], excess.radius) + excess.radius
+    return symbols, at_edge, over.astype(np.int32)
 
 
 def decode_hyper(

@@ -44,6 +44,13 @@ class Decoder:
         )
         self.input_name = self.session.get_inputs()[0].name
 
+    def _check_digest(self, ir: IR) -> None:
+        if ir.digest != self.package.digest:
+            raise IRError(
+                f"IR was made for a different version of {ir.model} (decoder digest "
+                f"{ir.digest:04x}, this decoder is {self.package.digest:04x})"
+            )
+
     def latent_shape(self, ir: IR) -> tuple[int, int, int]:
         """The latent geometry an IR decodes to, checked before anything is allocated."""
         _, height, width = self.package.image_shape
@@ -64,11 +71,7 @@ class Decoder:
     def decode(self, irs: Sequence[IR]) -> list[np.ndarray]:
         """Images as uint8 arrays, (H, W) for grayscale and (H, W, 3) for colour."""
         for ir in irs:
-            if ir.digest != self.package.digest:
-                raise IRError(
-                    f"IR was made for a different version of {ir.model} (decoder digest "
-                    f"{ir.digest:04x}, this decoder is {self.package.digest:04x})"
-                )
+            self._check_digest(ir)
         by_shape: dict[tuple[int, int, int], list[int]] = {}
         latents = []
         for i, ir in enumerate(irs):
@@ -91,8 +94,7 @@ class Decoder:
     def latent_view(self, ir: IR) -> LatentView:
         """Where one IR's bits went: its integer latent and the bits of each element (the
         ideal code length under the tables that coded it), and the side information's."""
-        if ir.digest != self.package.digest:
-            raise IRError(f"IR was made for a different version of {ir.model}")
+        self._check_digest(ir)
         shape = self.latent_shape(ir)
         tables, hyper = self.package.tables, self.package.hyper
         try:

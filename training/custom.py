@@ -42,6 +42,7 @@ from latentwire.shared.images import SIGNED
 from latentwire.shared.models import ImageShape
 from latentwire.shared.package import (
     MANIFEST_NAME,
+    Manifest,
     find_package,
     list_packages,
     read_manifest,
@@ -136,9 +137,10 @@ def schedule(train_images: int, height: int, width: int) -> tuple[int, int, int]
     return batch, steps, max(1, math.ceil(HARD_FRACTION * steps))
 
 
-def candidates(channels: int, height: int, width: int) -> list[str]:
-    """The shipped codecs a folder of this geometry can start from: the photo codecs
-    (any size), and small-image codecs where the size is a multiple of their stride."""
+def candidates(height: int, width: int) -> list[Manifest]:
+    """The shipped codecs a folder of this size can start from (of 1 or 3 channels, either
+    made to the folder's): the photo codecs (any size), and small-image codecs where the
+    size is a multiple of their stride."""
     found = []
     for folder in list_packages():
         manifest = read_manifest(folder)
@@ -149,7 +151,7 @@ def candidates(channels: int, height: int, width: int) -> list[str]:
             continue
         if manifest.family == "factorized" and not fixed_geometry:
             continue  # the any-size factorized codecs are superseded by the hyperprior ones
-        found.append(manifest.id)
+        found.append(manifest)
     return found
 
 
@@ -215,12 +217,11 @@ def measure_starts(plan: Plan, x: torch.Tensor, base: Any) -> dict[str, tuple[fl
 
     measured = {}
     shape = ImageShape(plan.channels, plan.height, plan.width)
-    for model_id in candidates(plan.channels, plan.height, plan.width):
-        manifest = read_manifest(find_package(model_id))
-        cfg = stage_config(plan, Level(3, 0.0, model_id, 0.0, 1), manifest, base)
+    for manifest in candidates(plan.height, plan.width):
+        cfg = stage_config(plan, Level(3, 0.0, manifest.id, 0.0, 1), manifest, base)
         model = build(cfg, shape)
         initialize(model, init_weights(cfg.init))
-        measured[model_id] = rate_and_distortion(model, x)
+        measured[manifest.id] = rate_and_distortion(model, x)
     return measured
 
 

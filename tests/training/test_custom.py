@@ -216,24 +216,11 @@ def test_a_positional_prior_is_resampled_to_another_latent_grid():
     from latentwire.shared.models import ImageShape, get_model
     from latentwire.training.recipes.codec import initialize
 
-    shipped = get_model(
-        "factorized",
-        shape=ImageShape(1, 28, 28),
-        transform="gdn",
-        filters=8,
-        latent_channels=4,
-        positional_prior=True,
-        prior_contexts=2,
-    )
-    wider = get_model(
-        "factorized",
-        shape=ImageShape(3, 32, 40),
-        transform="gdn",
-        filters=8,
-        latent_channels=4,
-        positional_prior=True,
-        prior_contexts=2,
-    )
+    def codec(*shape: int):
+        small = dict(transform="gdn", filters=8, latent_channels=4, prior_contexts=2)
+        return get_model("factorized", shape=ImageShape(*shape), positional_prior=True, **small)
+
+    shipped, wider = codec(1, 28, 28), codec(3, 32, 40)
     initialize(wider, shipped.state_dict())
     old = shipped.prior.biases[0].view(4, 7, 7, 2, -1)
     new = wider.prior.biases[0].view(4, 8, 10, 2, -1)

@@ -1,6 +1,8 @@
 // Shared by the tests: the golden folder the Python test writes (LATENTWIRE_JS_GOLDEN),
-// a seeded random generator (reproducible fuzzing) and the reference ANS encoder.
+// a seeded random generator (reproducible fuzzing), the reference ANS encoder and a local
+// test server.
 import { existsSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { join } from 'node:path';
 
 export const GOLDEN = process.env.LATENTWIRE_JS_GOLDEN;
@@ -58,4 +60,11 @@ export function ansEncode(symbols, cdfs) {
   let end = bytes.length;
   while (end && bytes[end - 1] === 0) end--;
   return bytes.subarray(0, end);
+}
+
+/** A local HTTP server of `handler(request, response)` on a free loopback port. */
+export async function serve(handler) {
+  const server = createServer(handler);
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, baseUrl: `http://127.0.0.1:${server.address().port}` };
 }

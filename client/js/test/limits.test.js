@@ -4,7 +4,6 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -13,7 +12,7 @@ import { decode, decodeBatch, digestOf, IRError, parsePackage } from '../latentw
 import { cumulative } from '../src/ans.js';
 import { layerSizes, MAX_ACTIVATIONS } from '../src/hyper.js';
 import { createSession, modelAtFault } from '../src/synthesis.js';
-import { ansEncode } from './helpers.js';
+import { ansEncode, serve } from './helpers.js';
 
 const MODEL = 'tiny-test';
 const u16 = (values) => new Uint8Array(Uint16Array.from(values).buffer);
@@ -203,12 +202,11 @@ test('decodeBatch of something not iterable is `not-bytes`', async () => {
 /** A server of one package at /models/tiny-test/decoder, counting its requests. */
 async function packageServer(data) {
   const requests = [];
-  const server = createServer((request, response) => {
+  const { server, baseUrl } = await serve((request, response) => {
     requests.push(request.url);
     response.writeHead(200, { 'Content-Type': 'application/msgpack' }).end(data);
   });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { requests, server, baseUrl: `http://127.0.0.1:${server.address().port}` };
+  return { requests, server, baseUrl };
 }
 
 test('equal settings share one implicit store: one fetch, one onnxruntime session', async () => {
@@ -403,7 +401,7 @@ test("baseUrl: a code's model is the one GET /models gives that code, its packag
   const data = encode(fixedHyperprior(7));
   const ir = encode([2, -7, await digestOf(data), zeros()]);
   const requests = [];
-  const server = createServer((request, response) => {
+  const { server, baseUrl: root } = await serve((request, response) => {
     requests.push(request.url);
     if (request.url === '/models') {
       const hosted = [{ id: 'classifier' }, { id: 'other', code: 3 }, { id: MODEL, code: 7 }];
@@ -414,8 +412,7 @@ test("baseUrl: a code's model is the one GET /models gives that code, its packag
       response.writeHead(404).end();
     }
   });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const baseUrl = `http://127.0.0.1:${server.address().port}/`;
+  const baseUrl = `${root}/`;
   const cacheDir = mkdtempSync(join(tmpdir(), 'lw-'));
   try {
     const options = { baseUrl, cacheDir, ort: fakeOrt(undefined, 16), browserCache: false };

@@ -2,13 +2,12 @@
 // (given, on disk, from a server); a good one is fetched once, checked and cached.
 import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { decode as unpack, encode } from '@msgpack/msgpack';
 import { decode, digestOf, DecoderStore, IRError, parseIR, parsePackage } from '../latentwire.js';
-import { golden, SKIP_GOLDEN } from './helpers.js';
+import { golden, serve, SKIP_GOLDEN } from './helpers.js';
 
 const options = { skip: SKIP_GOLDEN };
 
@@ -111,7 +110,7 @@ test('packages are fetched from the server once, checked, and cached', options, 
   const hex = ir.digest.toString(16).padStart(4, '0');
   const requests = [];
   let etag = `"${hex}"`;
-  const server = createServer((request, response) => {
+  const { server, baseUrl: root } = await serve((request, response) => {
     requests.push([request.url, request.headers.authorization]);
     if (request.url === `/models/${c.model}/decoder`) {
       response.writeHead(200, { 'Content-Type': 'application/msgpack', ETag: etag });
@@ -120,8 +119,7 @@ test('packages are fetched from the server once, checked, and cached', options, 
       response.writeHead(404).end();
     }
   });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const baseUrl = `http://127.0.0.1:${server.address().port}/`;
+  const baseUrl = `${root}/`;
   const cacheDir = mkdtempSync(join(tmpdir(), 'lw-'));
   try {
     const expected = await decode(c.ir, { packageDirs });
