@@ -16,10 +16,11 @@ import numpy as np
 from PIL import Image
 
 from latentwire.shared.decoder_package import (
-    DECODER_NAME,
     DecoderPackage,
     DecoderPackageError,
+    decoder_path,
     digest_of,
+    read_decoder,
 )
 from latentwire.shared.decoding import Decoder
 from latentwire.shared.package import ZOO_DIR, list_packages, read_manifest, write_atomically
@@ -56,11 +57,12 @@ class DecoderStore:
             index: dict[Model, list[Path]] = {}
             for root in self.roots:
                 for folder in list_packages(root):
-                    if (folder / DECODER_NAME).is_file():
+                    path = decoder_path(folder)
+                    if path is not None:
                         manifest = read_manifest(folder)
                         for key in (manifest.id, manifest.code):
                             if key is not None:
-                                index.setdefault(key, []).append(folder / DECODER_NAME)
+                                index.setdefault(key, []).append(path)
             self._index = index
         return self._index.get(model, [])
 
@@ -101,7 +103,10 @@ class DecoderStore:
         if cached is not None and cached.is_file():
             candidates.append(cached)
         for path in candidates:
-            data = path.read_bytes()
+            try:
+                data = read_decoder(path)
+            except DecoderPackageError as e:
+                raise IRError(f"decoder for {model!r} is unusable: {e}") from None
             if digest_of(data) == digest:
                 decoder = self._load(model, data)
                 with self._lock:

@@ -15,14 +15,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
 from latentwire.shared.coding import SymbolTables, encode_hyper, encode_latent, encode_latents
-from latentwire.shared.decoder_package import DECODER_NAME, DecoderPackage
+from latentwire.shared.decoder_package import DecoderPackage, decoder_path, read_decoder
 from latentwire.shared.decoding import Decoder
 from latentwire.shared.images import PixelRange
 from latentwire.shared.models import make_config
@@ -180,11 +179,10 @@ class Codec:
         """A codec by package folder or shipped id, its weights checked against the manifest."""
         folder = package_folder(package)
         model, manifest = load_model(folder, device)
-        if manifest.task != "codec" or not (Path(folder) / DECODER_NAME).is_file():
+        decoder = decoder_path(folder)
+        if manifest.task != "codec" or decoder is None:
             raise PackageError(f"{manifest.id} is a {manifest.task} package, not a codec")
-        return cls(
-            model, manifest, (Path(folder) / DECODER_NAME).read_bytes(), torch.device(device)
-        )
+        return cls(model, manifest, read_decoder(decoder), torch.device(device))
 
     @property
     def id(self) -> str:

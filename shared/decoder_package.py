@@ -1,25 +1,37 @@
 """The decoder package: everything the client needs to decode one model's IRs, in one file.
 
-``decoder.msgpack`` holds the synthesis transform as ONNX, the integer symbol tables, and
-the geometry. Its SHA-256 (first 2 bytes) is the digest every IR of the model carries.
-It is msgpack, never pickle, because it may be downloaded from a server.
+The package holds the synthesis transform as ONNX, the integer symbol tables, and the
+geometry. Its SHA-256 (first 2 bytes) is the digest every IR of the model carries. It is
+msgpack, never pickle, because it may be downloaded from a server.
+
+A model folder keeps it gzip-compressed, as ``decoder.msgpack.gz`` (:func:`read_decoder`,
+:func:`write_decoder`): the tables of the 28x28 codecs shrink about twentyfold, which is
+what lets the base install carry every shipped level. The digest is always of the package
+itself, decompressed, and the server sends it so. A plain ``decoder.msgpack`` (a package
+written before, or one downloaded) is read too.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import os
+import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import msgpack
 import numpy as np
 
 from latentwire.shared import hyper
 from latentwire.shared.coding import SymbolTables
+from latentwire.shared.package import write_atomically
 
 MAX_PIXELS = 4096 * 4096  # the largest image a client decodes
 MAX_DEPLOYMENT_CODE = 32  # a deployment's own model codes: 1..32, one byte on the wire
 
-DECODER_NAME = "decoder.msgpack"
+DECODER_NAME = "decoder.msgpack.gz"  # in a model folder: the package, gzip-compressed
+PLAIN_DECODER_NAME = "decoder.msgpack"  # read too: packages written before, or downloaded
 # 1: one table per latent channel, frequencies as uint32. 2: tables per channel, position and
 # context (see SymbolTables), frequencies as uint16 (a row sums to 2**16 over 3 or more
 # entries, each at least 1, so none reaches 2**16). Packages with one table per channel
@@ -33,6 +45,43 @@ MAX_PACKAGE_BYTES = 256 << 20
 
 class DecoderPackageError(ValueError):
     """A decoder package is malformed or not the one an IR asks for."""
+
+
+def decoder_path(folder: str | os.PathLike) -> Path | None:
+    """The decoder package file of a model folder, or None for a folder without one."""
+    for name in (DECODER_NAME, PLAIN_DECODER_NAME):
+        path = Path(folder) / name
+        if path.is_file():
+            return path
+    return None
+
+
+def read_decoder(path: str | os.PathLike) -> bytes:
+    """The package bytes of a decoder file (:func:`decoder_path`), decompressed if it is
+    gzip; at most ``MAX_PACKAGE_BYTES`` of them, whatever the file claims."""
+    data = Path(path).read_bytes()
+    if not data.startswith(b"\x1f\x8b"):  # plain msgpack (a map starts with 0x8_ or 0xde/f)
+        return data
+    try:
+        inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)  # the gzip wrapper
+        out = inflate.decompress(data, MAX_PACKAGE_BYTES + 1)
+    except zlib.error as e:
+        raise DecoderPackageError(f"{path}: corrupt gzip ({e})") from None
+    if len(out) > MAX_PACKAGE_BYTES:
+        raise DecoderPackageError(f"{path}: decoder package is too large")
+    if not inflate.eof:
+        raise DecoderPackageError(f"{path}: the gzip stream is cut short")
+    return out
+
+
+def write_decoder(folder: str | os.PathLike, package: bytes) -> Path:
+    """Keep a package in a model folder, compressed; the same bytes give the same file."""
+    path = Path(folder) / DECODER_NAME
+    write_atomically(path, gzip.compress(package, compresslevel=9, mtime=0))
+    stale = Path(folder) / PLAIN_DECODER_NAME
+    if stale.is_file():  # the folder's package is the one just written, never an older one
+        stale.unlink()
+    return path
 
 
 def digest_of(data: bytes) -> int:

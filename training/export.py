@@ -2,7 +2,7 @@
 
 Every package has ``model.safetensors`` and ``manifest.json`` (family, config, pixel
 range, data set, the exact training command, hardware, time, and the metrics its recipe
-measures at export). A codec's package adds ``decoder.msgpack`` (the ONNX synthesis and
+measures at export). A codec's package adds ``decoder.msgpack.gz`` (the ONNX synthesis and
 the integer symbol tables, made here once), so a package is always ready to code. The
 manifest is written last: a folder with a manifest is a complete package.
 """
@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import save as safetensors_bytes
 
 from latentwire.shared.codec import Codec
-from latentwire.shared.decoder_package import DECODER_NAME, MAX_DEPLOYMENT_CODE
+from latentwire.shared.decoder_package import MAX_DEPLOYMENT_CODE, write_decoder
 from latentwire.shared.models import config_to_dict, make_config
 from latentwire.shared.package import (
     MANIFEST_NAME,
@@ -77,8 +77,9 @@ def export(
         if code is not None:
             package = dataclasses.replace(package, code=code)
             manifest.code = code
-        write_atomically(out_dir / DECODER_NAME, package.to_bytes())
-        codec = Codec(model, manifest, (out_dir / DECODER_NAME).read_bytes(), torch.device("cpu"))
+        data = package.to_bytes()
+        write_decoder(out_dir, data)
+        codec = Codec(model, manifest, data, torch.device("cpu"))
         manifest.decoder_digest = codec.package.digest
         measured = codec  # measured as a user gets it: IRs through the light client
     manifest.metrics = recipe.metrics(measured, cfg, data_dir, **options)

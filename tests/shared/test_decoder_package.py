@@ -1,23 +1,72 @@
-"""Decoder packages: both formats read and write back byte for byte; bad ones are refused."""
+"""Decoder packages: both formats read and write back byte for byte; bad ones are refused;
+a model folder keeps them gzip-compressed, and reads plain ones too."""
+
+import gzip
 
 import msgpack
 import numpy as np
 import pytest
 
+from latentwire.shared import decoder_package
 from latentwire.shared.coding import SymbolTables
-from latentwire.shared.decoder_package import DECODER_NAME, DecoderPackage, DecoderPackageError
-from latentwire.shared.package import list_packages
+from latentwire.shared.decoder_package import (
+    DECODER_NAME,
+    PLAIN_DECODER_NAME,
+    DecoderPackage,
+    DecoderPackageError,
+    decoder_path,
+    digest_of,
+    read_decoder,
+    write_decoder,
+)
+from latentwire.shared.package import list_packages, read_manifest
 
 
 def package_files():
-    return [p / DECODER_NAME for p in list_packages() if (p / DECODER_NAME).exists()]
+    return [decoder_path(p) for p in list_packages() if decoder_path(p) is not None]
 
 
 @pytest.mark.parametrize("path", package_files(), ids=lambda p: p.parent.name)
 def test_shipped_packages_write_back_to_the_same_bytes(path):
-    """So a package's digest (and every IR made for it) survives a read and a write."""
-    data = path.read_bytes()
+    """So a package's digest (and every IR made for it) survives a read and a write; the
+    shipped ones are kept compressed, and their digest is the package's, decompressed."""
+    assert path.name == DECODER_NAME
+    data = read_decoder(path)
     assert DecoderPackage.from_bytes(data).to_bytes() == data
+    assert digest_of(data) == read_manifest(path.parent).decoder_digest
+
+
+def test_a_folder_keeps_its_package_compressed_and_reads_a_plain_one(tmp_path):
+    data = package().to_bytes()
+    (tmp_path / PLAIN_DECODER_NAME).write_bytes(data)
+    assert decoder_path(tmp_path).name == PLAIN_DECODER_NAME
+    assert read_decoder(decoder_path(tmp_path)) == data
+    path = write_decoder(tmp_path, data)
+    # The plain file is gone (never two versions in one folder); the same bytes, same file.
+    assert decoder_path(tmp_path) == path and not (tmp_path / PLAIN_DECODER_NAME).exists()
+    first = path.read_bytes()
+    assert first[:2] == b"\x1f\x8b"
+    assert read_decoder(path) == data
+    write_decoder(tmp_path, data)
+    assert path.read_bytes() == first
+    assert decoder_path(tmp_path / "nothing") is None
+
+
+def test_a_corrupt_or_oversized_compressed_package_is_refused(tmp_path, monkeypatch):
+    data = package().to_bytes()
+    packed = gzip.compress(data)
+    path = tmp_path / DECODER_NAME
+    for bad, says in [
+        (packed[: len(packed) // 2], "cut short"),
+        (packed[:10] + bytes(len(packed) - 10), "corrupt gzip"),
+    ]:
+        path.write_bytes(bad)
+        with pytest.raises(DecoderPackageError, match=says):
+            read_decoder(path)
+    path.write_bytes(packed)
+    monkeypatch.setattr(decoder_package, "MAX_PACKAGE_BYTES", len(data) - 1)
+    with pytest.raises(DecoderPackageError, match="too large"):
+        read_decoder(path)
 
 
 def package(positions=49, contexts=2, radius=3):

@@ -12,7 +12,13 @@ import torch
 
 from latentwire.shared import hyper
 from latentwire.shared.codec import Codec
-from latentwire.shared.decoder_package import DecoderPackage, HyperTables
+from latentwire.shared.decoder_package import (
+    DecoderPackage,
+    HyperTables,
+    decoder_path,
+    read_decoder,
+    write_decoder,
+)
 from latentwire.shared.models import ImageShape, get_model
 from latentwire.shared.package import Manifest
 
@@ -149,7 +155,7 @@ def packaged(model, model_id: str, parent: Path, code: int | None = None) -> Cod
     )
     folder = parent / model_id
     folder.mkdir(parents=True)
-    (folder / "decoder.msgpack").write_bytes(data)
+    write_decoder(folder, data)
     (folder / "manifest.json").write_text(manifest.to_json())
     return Codec(model, manifest, data, torch.device("cpu"))
 
@@ -170,7 +176,7 @@ def test_a_hyperprior_ir_round_trips_through_the_light_client(codec, data_dir):
     with Image.open(data_dir / "kodak" / "kodim05.png") as image:
         pixels = np.asarray(image.convert("RGB"))[:90, :140]
     (ir,) = c.compress([np.ascontiguousarray(pixels.transpose(2, 0, 1))])
-    package = DecoderPackage.from_bytes((folder / "decoder.msgpack").read_bytes())
+    package = DecoderPackage.from_bytes(read_decoder(decoder_path(folder)))
     assert package.hyper is not None and package.hyper.synthesis.mean
     decoded = decode_array(ir, DecoderStore(search_dirs=[folder.parent]))
     assert decoded.shape == (90, 140, 3)
@@ -183,10 +189,10 @@ def test_the_same_ir_decodes_to_the_same_latent_in_another_process(codec):
     (ir,) = c.compress([image])
     script = (
         "import sys, hashlib\n"
-        "from latentwire.shared.decoder_package import DecoderPackage\n"
+        "from latentwire.shared.decoder_package import DecoderPackage, read_decoder\n"
         "from latentwire.shared.decoding import Decoder\n"
         "from latentwire.shared.wire import parse\n"
-        f"data = open({str(folder / 'decoder.msgpack')!r}, 'rb').read()\n"
+        f"data = read_decoder({str(decoder_path(folder))!r})\n"
         "package = DecoderPackage.from_bytes(data)\n"
         "ir = parse(sys.stdin.buffer.read())\n"
         "decoder = Decoder(package)\n"

@@ -17,7 +17,8 @@ const BROWSER_CACHE = 'latentwire-decoders';
  *   decoder packages by model id (several versions of one model: an array); an IR that
  *   names a model by its code is decoded by any of them that carries the code
  * @property {string[] | string} [packageDirs] Node: folders of model folders, each
- *   `<id>/decoder.msgpack` (as latentwire's shared/zoo); a model named by its code is
+ *   `<id>/decoder.msgpack.gz` (gzip, as latentwire's shared/zoo) or `<id>/decoder.msgpack`;
+ *   a model named by its code is
  *   the folder whose `<id>/manifest.json` has that `code` (as the Python client finds it)
  * @property {string} [cacheDir] Node: where fetched packages are kept, as
  *   `<id>-<digest>.msgpack` (the Python client's cache layout: the two can share it)
@@ -161,18 +162,22 @@ export class DecoderStore {
     if (dirs.length || cacheDir) {
       const { readFile, unlink } = await import('node:fs/promises');
       const { join } = await import('node:path');
-      const paths = dirs.map((dir) => join(dir, model, 'decoder.msgpack'));
-      const cachePath = cacheDir ? join(cacheDir, `${model}-${digestHex(digest)}.msgpack`) : null;
-      if (cachePath) paths.push(cachePath);
-      for (const path of paths) {
+      for (const dir of dirs) {
+        const data = await readPackageFile(join(dir, model));
+        if (data) yield { data, cached: null };
+      }
+      if (cacheDir) {
+        const cachePath = join(cacheDir, `${model}-${digestHex(digest)}.msgpack`);
         let data;
         try {
-          data = await readFile(path);
+          data = await readFile(cachePath);
         } catch {
-          continue; // not there
+          data = null; // not there
         }
-        const cached = path === cachePath ? { remove: () => unlink(path) } : null;
-        yield { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), cached };
+        if (data) {
+          const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+          yield { data: bytes, cached: { remove: () => unlink(cachePath) } };
+        }
       }
     }
     yield* this.#browserCached(model, digest);
@@ -200,15 +205,15 @@ export class DecoderStore {
           continue; // not there
         }
         for (const name of names) {
-          let data;
+          let manifest;
           try {
-            const manifest = JSON.parse(await readFile(join(dir, name, 'manifest.json'), 'utf8'));
-            if (manifest?.code !== code) continue;
-            data = await readFile(join(dir, name, 'decoder.msgpack'));
+            manifest = JSON.parse(await readFile(join(dir, name, 'manifest.json'), 'utf8'));
           } catch {
-            continue; // not a model folder, or one without a decoder
+            continue; // not a model folder
           }
-          yield { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), cached: null };
+          if (manifest?.code !== code) continue;
+          const data = await readPackageFile(join(dir, name));
+          if (data) yield { data, cached: null };
         }
       }
     }
@@ -304,5 +309,37 @@ export class DecoderStore {
       const headers = { 'Content-Type': 'application/msgpack' };
       await cache.put(this.#cacheKey(model, digest), new Response(data, { headers })).catch(() => {});
     }
+  }
+}
+
+/**
+ * Node: the decoder package in a model folder, as latentwire/shared/decoder_package.py
+ * reads it: `decoder.msgpack.gz` (gzip, at most MAX_PACKAGE_BYTES once inflated), else
+ * `decoder.msgpack`; null when the folder has neither.
+ */
+async function readPackageFile(folder) {
+  const { readFile } = await import('node:fs/promises');
+  const { join } = await import('node:path');
+  let packed = null;
+  try {
+    packed = await readFile(join(folder, 'decoder.msgpack.gz'));
+  } catch {
+    // not there: the plain file, if any
+  }
+  if (packed) {
+    const { gunzipSync } = await import('node:zlib');
+    let data;
+    try {
+      data = gunzipSync(packed, { maxOutputLength: MAX_PACKAGE_BYTES });
+    } catch (e) {
+      throw new IRError('bad-decoder', `${folder}: unreadable decoder package (${e.message})`);
+    }
+    return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  }
+  try {
+    const data = await readFile(join(folder, 'decoder.msgpack'));
+    return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  } catch {
+    return null; // not there
   }
 }

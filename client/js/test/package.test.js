@@ -1,20 +1,21 @@
 // Decoder packages: a corrupt, wrong or foreign package is refused, whatever way it comes
 // (given, on disk, from a server); a good one is fetched once, checked and cached.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { gzipSync } from 'node:zlib';
 import { decode as unpack, encode } from '@msgpack/msgpack';
 import { decode, digestOf, DecoderStore, IRError, parseIR, parsePackage } from '../latentwire.js';
-import { golden, serve, SKIP_GOLDEN } from './helpers.js';
+import { golden, readPackage, serve, SKIP_GOLDEN } from './helpers.js';
 
 const options = { skip: SKIP_GOLDEN };
 
 function fixture() {
   const { packageDirs, cases } = golden();
   const c = cases.find((x) => x.model === 'fashion-mnist-q2');
-  const pkg = new Uint8Array(readFileSync(join(packageDirs[0], c.model, 'decoder.msgpack')));
+  const pkg = readPackage(packageDirs[0], c.model);
   return { c, pkg, ir: parseIR(c.ir), cases, packageDirs };
 }
 
@@ -47,7 +48,7 @@ test('a corrupt or foreign package is refused, before use', options, async () =>
   const cacheDir = mkdtempSync(join(tmpdir(), 'lw-'));
   assert.equal(await code(decode(c.ir, { fetchPackage: async () => flipped, cacheDir })), 'bad-decoder');
   assert.deepEqual(readdirSync(cacheDir), []);
-  const other = readFileSync(join(fixture().packageDirs[0], 'mnist-q2', 'decoder.msgpack'));
+  const other = readPackage(fixture().packageDirs[0], 'mnist-q2');
   assert.equal(await code(decode(c.ir, { fetchPackage: async () => other })), 'bad-decoder');
   // Packages with the IR's digest but broken inside (the IR names their digest).
   const broken = [
@@ -76,7 +77,7 @@ test('a corrupt or foreign package is refused, before use', options, async () =>
 test('a format-3 package is checked as the Python reader checks it', options, async () => {
   const { packageDirs, cases } = golden();
   const c = cases.find((x) => x.model === 'hyper-mean-test');
-  const pkg = new Uint8Array(readFileSync(join(packageDirs[1], c.model, 'decoder.msgpack')));
+  const pkg = readPackage(packageDirs[1], c.model);
   const ir = parseIR(c.ir);
   const broken = [
     (f) => (f.hyper.constants.weight_bits = 7),
@@ -159,4 +160,24 @@ test('the cache folder is the Python client\'s layout, and a stale cached file i
   // A new store (equal settings share one, which has the good package in memory now).
   assert.equal(await code(decode(c.ir, { store: new DecoderStore({ cacheDir }) })), 'digest-mismatch');
   rmSync(cacheDir, { recursive: true });
+});
+
+test('a model folder\'s package is read gzip-compressed or plain; a corrupt gzip is refused', options, async () => {
+  const { c, pkg, packageDirs } = fixture();
+  const expected = await decode(c.ir, { packageDirs });
+  const root = mkdtempSync(join(tmpdir(), 'lw-'));
+  try {
+    mkdirSync(join(root, c.model));
+    // A new store each time: the implicit one would keep the decoder it found first.
+    const fresh = () => ({ store: new DecoderStore({ packageDirs: root }) });
+    writeFileSync(join(root, c.model, 'decoder.msgpack'), pkg);
+    assert.deepEqual((await decode(c.ir, fresh())).data, expected.data);
+    writeFileSync(join(root, c.model, 'decoder.msgpack.gz'), gzipSync(pkg));
+    rmSync(join(root, c.model, 'decoder.msgpack'));
+    assert.deepEqual((await decode(c.ir, fresh())).data, expected.data);
+    writeFileSync(join(root, c.model, 'decoder.msgpack.gz'), gzipSync(pkg).subarray(0, 100));
+    assert.equal(await code(decode(c.ir, fresh())), 'bad-decoder');
+  } finally {
+    rmSync(root, { recursive: true });
+  }
 });
