@@ -8,6 +8,10 @@ for reference, and BD-rates against each classical codec.
 
     python benchmarks/rate_distortion_photos.py                 # every photo codec shipped
     python benchmarks/rate_distortion_photos.py --models DIR    # packages in DIR as well
+    python benchmarks/rate_distortion_photos.py --gray          # Kodak in grayscale
+
+With ``--gray`` the grayscale codecs are measured, and beside them the RGB codecs on the
+same gray photos (sent as RGB, their output read as gray): what the luma-only path gains.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ CLASSICAL = {
     "WebP": [0, 5, 10, 20, 30, 40, 50, 60, 75, 90],
     "AVIF": [10, 25, 40, 50, 60, 70, 80, 90],
 }
+AS_RGB = "latentwire (as RGB)"  # --gray: the RGB codecs on the gray photos
 # CompressAI's bmshj2018-factorized on Kodak (bpp, RGB PSNR), its published results.
 BMSHJ2018_FACTORIZED = [
     (0.123, 26.91),
@@ -110,28 +115,41 @@ def photo_codecs(extra: list[Path], channels: int) -> list[Path]:
     )
 
 
-def latentwire_points(photos: list[np.ndarray], folders: list[Path], effort: int) -> list[dict]:
+def latentwire_points(
+    photos: list[np.ndarray], folders: list[Path], effort: int, label: str = "latentwire"
+) -> list[dict]:
+    """Each codec's point; a gray photo given to an RGB codec goes in as RGB and its
+    output is read as gray (BT.601 luma, as Pillow converts)."""
     rows = []
     for folder in folders:
         codec = Codec.load(folder)
         manifest = codec.manifest
         coded, decoded, enc, dec = [], [], [], []
         for photo in tqdm(photos, desc=manifest.id, leave=False):
-            pixels = np.ascontiguousarray(np.atleast_3d(photo).transpose(2, 0, 1))
+            image = Image.fromarray(photo).convert("L" if codec.shape[0] == 1 else "RGB")
+            pixels = np.ascontiguousarray(np.atleast_3d(np.asarray(image)).transpose(2, 0, 1))
             began = time.perf_counter()
             coded += codec.compress([pixels], effort)
             enc.append(time.perf_counter() - began)
             began = time.perf_counter()
-            decoded += codec.decompress(coded[-1:])
+            (out,) = codec.decompress(coded[-1:])
             dec.append(time.perf_counter() - began)
+            if out.ndim != photo.ndim:
+                out = np.asarray(Image.fromarray(out).convert("L"))
+            decoded.append(out)
         setting = manifest.id + (f" effort {effort}" if effort else "")
-        rows.append(point("latentwire", setting, photos, coded, decoded, (enc, dec)))
+        rows.append(point(label, setting, photos, coded, decoded, (enc, dec)))
     return rows
 
 
 def published_points(ax: Any) -> None:
     bpp, db = zip(*BMSHJ2018_FACTORIZED, strict=True)
     ax.plot(bpp, db, "k^:", label="bmshj2018-factorized (published)")
+
+
+def as_rgb_points(ax: Any, rows: list[dict]) -> None:
+    pts = sorted((r["bpp"], r["psnr_db"]) for r in rows)
+    ax.plot([p[0] for p in pts], [p[1] for p in pts], "o:", label=AS_RGB)
 
 
 def main() -> None:
@@ -151,12 +169,17 @@ def main() -> None:
         photos.append(np.asarray(open_image(path.read_bytes(), 1 << 28).convert(mode)))
     folders = photo_codecs(args.models, 1 if args.gray else 3)
     ours = latentwire_points(photos, folders, args.effort)
-    rows = ours + classical_points(photos, mode)
+    as_rgb = []
+    if args.gray:  # the same gray photos through the RGB codecs
+        as_rgb = latentwire_points(photos, photo_codecs(args.models, 3), args.effort, AS_RGB)
+    rows = ours + as_rgb + classical_points(photos, mode)
     published = [{"psnr_db": d, "bpp": b} for b, d in BMSHJ2018_FACTORIZED]
     classical = {name: [r for r in rows if r["codec"] == name] for name in CLASSICAL}
     bd = {name: bd_rate(points, ours, "bpp") for name, points in classical.items()}
     if not args.gray:  # published in RGB PSNR only
         bd["bmshj2018-factorized (published)"] = bd_rate(published, ours, "bpp")
+    if as_rgb:
+        bd[AS_RGB] = bd_rate(as_rgb, ours, "bpp")
     bd_y = {name: bd_rate(points, ours, "bpp", "psnr_y_db") for name, points in classical.items()}
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}"
     out = Path(args.out)
@@ -184,17 +207,17 @@ def main() -> None:
         rate_label="bits per pixel (whole message)",
         psnr_label="PSNR (dB)" if args.gray else "RGB PSNR (dB)",
         limits=((0, 2.5), (22, 44)),
-        extra=None if args.gray else published_points,
+        extra=(lambda ax: as_rgb_points(ax, as_rgb)) if args.gray else published_points,
     )
     print(f"kodak: {len(photos)} photos on {machine}")
     header = ("codec", "setting", "bpp", "PSNR", "Y-PSNR", "enc ms", "dec ms")
-    print("{:<11}{:<14}{:>7}{:>8}{:>8}{:>9}{:>9}".format(*header))
+    print("{:<22}{:<15}{:>7}{:>8}{:>8}{:>9}{:>9}".format(*header))
     for r in rows:
         print(
-            f"{r['codec']:<11}{r['setting']:<14}{r['bpp']:>7.3f}{r['psnr_db']:>8.2f}"
+            f"{r['codec']:<22}{r['setting']:<15}{r['bpp']:>7.3f}{r['psnr_db']:>8.2f}"
             f"{r['psnr_y_db']:>8.2f}{r['encode_ms']:>9.1f}{r['decode_ms']:>9.1f}"
         )
-    for name, rates in (("RGB", bd), ("Y", bd_y)):
+    for name, rates in (("gray", bd),) if args.gray else (("RGB", bd), ("Y", bd_y)):
         for anchor, value in rates.items():
             shown = "n/a (curves do not overlap)" if value is None else f"{value:+.1f}%"
             print(f"BD-rate ({name} PSNR) vs {anchor}: {shown}")

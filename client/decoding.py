@@ -53,18 +53,20 @@ class DecoderStore:
         self._index: dict[Model, list[Path]] | None = None
 
     def _installed(self, model: Model) -> list[Path]:
+        """The decoder files of the model folders that hold ``model`` (by id or code). The
+        folders are indexed once; their files are looked up now (a package exported again
+        meanwhile is read as it is now)."""
         if self._index is None:
             index: dict[Model, list[Path]] = {}
             for root in self.roots:
                 for folder in list_packages(root):
-                    path = decoder_path(folder)
-                    if path is not None:
+                    if decoder_path(folder) is not None:
                         manifest = read_manifest(folder)
                         for key in (manifest.id, manifest.code):
                             if key is not None:
-                                index.setdefault(key, []).append(path)
+                                index.setdefault(key, []).append(folder)
             self._index = index
-        return self._index.get(model, [])
+        return [p for p in map(decoder_path, self._index.get(model, [])) if p is not None]
 
     def _cache_path(self, model: Model, digest: int) -> Path | None:
         if self.cache_dir is None or not isinstance(model, str) or not SAFE_ID.fullmatch(model):
@@ -102,11 +104,13 @@ class DecoderStore:
         cached = self._cache_path(model, digest)
         if cached is not None and cached.is_file():
             candidates.append(cached)
+        refused: IRError | None = None  # an unreadable file: skipped, and said if nothing else
         for path in candidates:
             try:
                 data = read_decoder(path)
-            except DecoderPackageError as e:
-                raise IRError(f"decoder for {model!r} is unusable: {e}") from None
+            except (DecoderPackageError, OSError) as e:
+                refused = IRError(f"decoder for {model!r} is unusable: {e}")
+                continue
             if digest_of(data) == digest:
                 decoder = self._load(model, data)
                 with self._lock:
@@ -114,6 +118,8 @@ class DecoderStore:
                 return decoder
         if fetch and self.fetch is not None:
             return self.add(model, digest, self.fetch(model))
+        if refused is not None:
+            raise refused
         if candidates:
             raise IRError(
                 f"IR was made for a different version of {model} (decoder digest {digest:04x}); "

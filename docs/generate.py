@@ -28,7 +28,8 @@ def _headline(m: Manifest) -> str:
     if m.task == "codec" and "ir_bytes" in x:
         return f"{x['ir_bytes']} B an image ({x['bpp']} bpp), {x['psnr_db']} dB, SSIM {x['ssim']}"
     if m.task == "codec":
-        return f"{x['bpp']} bpp, {x['psnr_db']} dB RGB PSNR on {x['test_set']}"
+        kind = "" if m.config["shape"]["channels"] == 1 else "RGB "
+        return f"{x['bpp']} bpp, {x['psnr_db']} dB {kind}PSNR on {x['test_set']}"
     if m.task == "upscale":
         return ", ".join(
             f"{name} {v['psnr_y_db_model']} dB Y (bicubic {v['psnr_y_db_bicubic']})"

@@ -13,9 +13,9 @@ written before, or one downloaded) is read too.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import os
+import struct
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,10 +57,12 @@ def decoder_path(folder: str | os.PathLike) -> Path | None:
 
 
 def read_decoder(path: str | os.PathLike) -> bytes:
-    """The package bytes of a decoder file (:func:`decoder_path`), decompressed if it is
-    gzip; at most ``MAX_PACKAGE_BYTES`` of them, whatever the file claims."""
-    data = Path(path).read_bytes()
-    if not data.startswith(b"\x1f\x8b"):  # plain msgpack (a map starts with 0x8_ or 0xde/f)
+    """The package bytes of a decoder file (:func:`decoder_path`): a ``.gz`` file is one
+    gzip member, inflated to at most ``MAX_PACKAGE_BYTES``, whatever it claims; any other
+    file is the package itself."""
+    path = Path(path)
+    data = path.read_bytes()
+    if path.suffix != ".gz":
         return data
     try:
         inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)  # the gzip wrapper
@@ -71,13 +73,20 @@ def read_decoder(path: str | os.PathLike) -> bytes:
         raise DecoderPackageError(f"{path}: decoder package is too large")
     if not inflate.eof:
         raise DecoderPackageError(f"{path}: the gzip stream is cut short")
+    if inflate.unused_data:
+        raise DecoderPackageError(f"{path}: bytes after the gzip stream")
     return out
 
 
 def write_decoder(folder: str | os.PathLike, package: bytes) -> Path:
-    """Keep a package in a model folder, compressed; the same bytes give the same file."""
+    """Keep a package in a model folder, gzip-compressed. The header is fixed (no time, no
+    name, OS "unknown"), so a given zlib makes the same file of the same bytes anywhere."""
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)  # raw deflate
+    body = deflate.compress(package) + deflate.flush()
+    header = b"\x1f\x8b\x08\x00" + bytes(4) + b"\x02\xff"  # deflate, mtime 0, best, OS 255
+    trailer = struct.pack("<II", zlib.crc32(package), len(package) & 0xFFFFFFFF)
     path = Path(folder) / DECODER_NAME
-    write_atomically(path, gzip.compress(package, compresslevel=9, mtime=0))
+    write_atomically(path, header + body + trailer)
     stale = Path(folder) / PLAIN_DECODER_NAME
     if stale.is_file():  # the folder's package is the one just written, never an older one
         stale.unlink()

@@ -104,6 +104,38 @@ def test_wrong_decoder_version_and_unknown_models_are_refused(tiny):
         decode(IR(ir.model, ir.digest, ir.payload, (4000, 4000)).to_bytes(), store)
 
 
+def test_an_unreadable_package_is_skipped_and_a_package_exported_again_is_found(
+    tiny, tiny_codec, tmp_path
+):
+    """A corrupt decoder.msgpack.gz in one folder does not hide a good copy in another, and
+    is named when it is all there is; a store that indexed a folder reads its package as
+    it is now (written again, plain to compressed), never a raw file error."""
+    import shutil
+
+    from latentwire.shared.decoder_package import decoder_path, read_decoder, write_decoder
+
+    _, _, _, irs = tiny
+    good = decoder_path(tiny_codec / "tiny")
+    broken, copy = tmp_path / "broken", tmp_path / "copy"
+    shutil.copytree(tiny_codec / "tiny", broken / "tiny")
+    shutil.copytree(tiny_codec / "tiny", copy / "tiny")
+    (decoder_path(broken / "tiny")).write_bytes(b"\x1f\x8b not really gzip")
+    expected = decode_array(irs[0], DecoderStore([tiny_codec]))
+    assert np.array_equal(decode_array(irs[0], DecoderStore([broken, copy])), expected)
+    with pytest.raises(IRError, match="unusable"):
+        decode_array(irs[0], DecoderStore([broken]))
+
+    plain = tmp_path / "plain"
+    shutil.copytree(tiny_codec / "tiny", plain / "tiny")
+    data = read_decoder(good)
+    decoder_path(plain / "tiny").unlink()
+    (plain / "tiny" / "decoder.msgpack").write_bytes(data)
+    store = DecoderStore([plain])
+    assert store.has(parse(irs[0]).model, parse(irs[0]).digest + 1) is False  # indexed now
+    write_decoder(plain / "tiny", data)  # the plain file is replaced by the .gz
+    assert np.array_equal(decode_array(irs[0], store), expected)
+
+
 @settings(
     max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

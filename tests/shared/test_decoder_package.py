@@ -59,6 +59,8 @@ def test_a_corrupt_or_oversized_compressed_package_is_refused(tmp_path, monkeypa
     for bad, says in [
         (packed[: len(packed) // 2], "cut short"),
         (packed[:10] + bytes(len(packed) - 10), "corrupt gzip"),
+        (packed + packed, "after the gzip stream"),  # one member only (as the JS reader)
+        (data, "corrupt gzip"),  # a .gz file is gzip
     ]:
         path.write_bytes(bad)
         with pytest.raises(DecoderPackageError, match=says):

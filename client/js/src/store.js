@@ -17,9 +17,9 @@ const BROWSER_CACHE = 'latentwire-decoders';
  *   decoder packages by model id (several versions of one model: an array); an IR that
  *   names a model by its code is decoded by any of them that carries the code
  * @property {string[] | string} [packageDirs] Node: folders of model folders, each
- *   `<id>/decoder.msgpack.gz` (gzip, as latentwire's shared/zoo) or `<id>/decoder.msgpack`;
- *   a model named by its code is
- *   the folder whose `<id>/manifest.json` has that `code` (as the Python client finds it)
+ *   `<id>/decoder.msgpack.gz` (gzip, as latentwire's shared/zoo) or
+ *   `<id>/decoder.msgpack`; a model named by its code is the folder whose
+ *   `<id>/manifest.json` has that `code` (as the Python client finds it)
  * @property {string} [cacheDir] Node: where fetched packages are kept, as
  *   `<id>-<digest>.msgpack` (the Python client's cache layout: the two can share it)
  * @property {boolean} [browserCache] keep fetched packages in the Cache API (default:
@@ -113,8 +113,12 @@ export class DecoderStore {
   async #find(model, digest) {
     let candidates = 0;
     let refused = null; // the last package of the right digest that did not load
-    for await (const { data, cached } of this.#local(model, digest)) {
+    for await (const { data, cached, error } of this.#local(model, digest)) {
       candidates++;
+      if (error) {
+        refused = error; // an unreadable file: look further
+        continue;
+      }
       if ((await digestOf(data)) !== digest) continue;
       try {
         return await this.#load(model, digest, data);
@@ -162,10 +166,7 @@ export class DecoderStore {
     if (dirs.length || cacheDir) {
       const { readFile, unlink } = await import('node:fs/promises');
       const { join } = await import('node:path');
-      for (const dir of dirs) {
-        const data = await readPackageFile(join(dir, model));
-        if (data) yield { data, cached: null };
-      }
+      for (const dir of dirs) yield* unlessUnreadable(join(dir, model));
       if (cacheDir) {
         const cachePath = join(cacheDir, `${model}-${digestHex(digest)}.msgpack`);
         let data;
@@ -212,8 +213,7 @@ export class DecoderStore {
             continue; // not a model folder
           }
           if (manifest?.code !== code) continue;
-          const data = await readPackageFile(join(dir, name));
-          if (data) yield { data, cached: null };
+          yield* unlessUnreadable(join(dir, name));
         }
       }
     }
@@ -312,12 +312,25 @@ export class DecoderStore {
   }
 }
 
+/** A model folder's package as a candidate of #local: its bytes, or the error reading it. */
+async function* unlessUnreadable(folder) {
+  let data;
+  try {
+    data = await readPackageFile(folder);
+  } catch (e) {
+    if (!(e instanceof IRError)) throw e;
+    yield { data: null, cached: null, error: e };
+    return;
+  }
+  if (data) yield { data, cached: null };
+}
+
 /**
  * Node: the decoder package in a model folder, as latentwire/shared/decoder_package.py
- * reads it: `decoder.msgpack.gz` (gzip, at most MAX_PACKAGE_BYTES once inflated), else
- * `decoder.msgpack`; null when the folder has neither.
+ * reads it: `decoder.msgpack.gz` (one gzip member, at most MAX_PACKAGE_BYTES once
+ * inflated), else `decoder.msgpack`; null when the folder has neither.
  */
-async function readPackageFile(folder) {
+export async function readPackageFile(folder) {
   const { readFile } = await import('node:fs/promises');
   const { join } = await import('node:path');
   let packed = null;
@@ -333,6 +346,13 @@ async function readPackageFile(folder) {
       data = gunzipSync(packed, { maxOutputLength: MAX_PACKAGE_BYTES });
     } catch (e) {
       throw new IRError('bad-decoder', `${folder}: unreadable decoder package (${e.message})`);
+    }
+    // One member only, as the Python reader: node joins several, whose last trailer then
+    // gives the last one's length, not the whole.
+    const trailer = new DataView(packed.buffer, packed.byteOffset, packed.byteLength);
+    const size = trailer.getUint32(packed.byteLength - 4, true);
+    if (size !== data.byteLength) {
+      throw new IRError('bad-decoder', `${folder}: the decoder package is not one gzip member`);
     }
     return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   }

@@ -4,7 +4,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
-import { gunzipSync } from 'node:zlib';
 
 export const GOLDEN = process.env.LATENTWIRE_JS_GOLDEN;
 export const SKIP_GOLDEN = GOLDEN && existsSync(join(GOLDEN, 'cases.json')) ? false : 'needs LATENTWIRE_JS_GOLDEN (tests/client/test_js_decoder.py makes it)';
@@ -17,13 +16,6 @@ export function golden() {
     c.pixels = new Uint8Array(readFileSync(join(GOLDEN, `${c.name}.pixels`)));
   }
   return spec;
-}
-
-/** The decoder package bytes of `<dir>/<model>/`, as written there (gzip) or plain. */
-export function readPackage(dir, model) {
-  const packed = join(dir, model, 'decoder.msgpack.gz');
-  const data = existsSync(packed) ? gunzipSync(readFileSync(packed)) : readFileSync(join(dir, model, 'decoder.msgpack'));
-  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }
 
 /** mulberry32: a small seeded generator of floats in [0, 1). */

@@ -8,14 +8,15 @@ import { test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { decode as unpack, encode } from '@msgpack/msgpack';
 import { decode, digestOf, DecoderStore, IRError, parseIR, parsePackage } from '../latentwire.js';
-import { golden, readPackage, serve, SKIP_GOLDEN } from './helpers.js';
+import { readPackageFile } from '../src/store.js';
+import { golden, serve, SKIP_GOLDEN } from './helpers.js';
 
 const options = { skip: SKIP_GOLDEN };
 
-function fixture() {
+async function fixture() {
   const { packageDirs, cases } = golden();
   const c = cases.find((x) => x.model === 'fashion-mnist-q2');
-  const pkg = readPackage(packageDirs[0], c.model);
+  const pkg = await readPackageFile(join(packageDirs[0], c.model));
   return { c, pkg, ir: parseIR(c.ir), cases, packageDirs };
 }
 
@@ -38,7 +39,7 @@ async function code(promise) {
 }
 
 test('a corrupt or foreign package is refused, before use', options, async () => {
-  const { c, pkg, ir } = fixture();
+  const { c, pkg, ir } = await fixture();
   const model = c.model;
   const flipped = pkg.slice();
   flipped[flipped.length >> 1] ^= 1;
@@ -48,7 +49,7 @@ test('a corrupt or foreign package is refused, before use', options, async () =>
   const cacheDir = mkdtempSync(join(tmpdir(), 'lw-'));
   assert.equal(await code(decode(c.ir, { fetchPackage: async () => flipped, cacheDir })), 'bad-decoder');
   assert.deepEqual(readdirSync(cacheDir), []);
-  const other = readPackage(fixture().packageDirs[0], 'mnist-q2');
+  const other = await readPackageFile(join((await fixture()).packageDirs[0], 'mnist-q2'));
   assert.equal(await code(decode(c.ir, { fetchPackage: async () => other })), 'bad-decoder');
   // Packages with the IR's digest but broken inside (the IR names their digest).
   const broken = [
@@ -77,7 +78,7 @@ test('a corrupt or foreign package is refused, before use', options, async () =>
 test('a format-3 package is checked as the Python reader checks it', options, async () => {
   const { packageDirs, cases } = golden();
   const c = cases.find((x) => x.model === 'hyper-mean-test');
-  const pkg = readPackage(packageDirs[1], c.model);
+  const pkg = await readPackageFile(join(packageDirs[1], c.model));
   const ir = parseIR(c.ir);
   const broken = [
     (f) => (f.hyper.constants.weight_bits = 7),
@@ -107,7 +108,7 @@ test('a format-3 package is checked as the Python reader checks it', options, as
 });
 
 test('packages are fetched from the server once, checked, and cached', options, async () => {
-  const { c, pkg, ir, cases, packageDirs } = fixture();
+  const { c, pkg, ir, cases, packageDirs } = await fixture();
   const hex = ir.digest.toString(16).padStart(4, '0');
   const requests = [];
   let etag = `"${hex}"`;
@@ -148,7 +149,7 @@ test('packages are fetched from the server once, checked, and cached', options, 
 });
 
 test('the cache folder is the Python client\'s layout, and a stale cached file is not used', options, async () => {
-  const { c, pkg } = fixture();
+  const { c, pkg } = await fixture();
   const cacheDir = mkdtempSync(join(tmpdir(), 'lw-'));
   const ir = parseIR(c.ir);
   const name = `${c.model}-${ir.digest.toString(16).padStart(4, '0')}.msgpack`;
@@ -163,7 +164,7 @@ test('the cache folder is the Python client\'s layout, and a stale cached file i
 });
 
 test('a model folder\'s package is read gzip-compressed or plain; a corrupt gzip is refused', options, async () => {
-  const { c, pkg, packageDirs } = fixture();
+  const { c, pkg, packageDirs } = await fixture();
   const expected = await decode(c.ir, { packageDirs });
   const root = mkdtempSync(join(tmpdir(), 'lw-'));
   try {
@@ -175,8 +176,12 @@ test('a model folder\'s package is read gzip-compressed or plain; a corrupt gzip
     writeFileSync(join(root, c.model, 'decoder.msgpack.gz'), gzipSync(pkg));
     rmSync(join(root, c.model, 'decoder.msgpack'));
     assert.deepEqual((await decode(c.ir, fresh())).data, expected.data);
-    writeFileSync(join(root, c.model, 'decoder.msgpack.gz'), gzipSync(pkg).subarray(0, 100));
-    assert.equal(await code(decode(c.ir, fresh())), 'bad-decoder');
+    // Cut short, two members, plain bytes under the .gz name: refused (as in Python).
+    const bad = [gzipSync(pkg).subarray(0, 100), Buffer.concat([gzipSync(pkg), gzipSync(pkg)]), pkg];
+    for (const data of bad) {
+      writeFileSync(join(root, c.model, 'decoder.msgpack.gz'), data);
+      assert.equal(await code(decode(c.ir, fresh())), 'bad-decoder');
+    }
   } finally {
     rmSync(root, { recursive: true });
   }
