@@ -1,10 +1,12 @@
-"""model=auto on the real server: small grayscale images to the small codec, anything else
-to the any-size photo codec; IRs always name their model, so decoding never guesses."""
+"""model=auto on the real server: small grayscale images to the small codec, other
+grayscale images to the grayscale photo codec (gray in, gray out), anything else to the
+any-size photo codec; IRs always name their model, so decoding never guesses."""
 
 import io
 
 import httpx
 import msgpack
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -37,30 +39,52 @@ def images(data_dir):
 
 
 @pytest.mark.parametrize(
-    ("name", "model", "size"),
+    ("name", "model", "size", "mode"),
     [
-        ("small gray", "fashion-mnist-q3", (28, 28)),
-        ("photo", "photo-q3", (101, 61)),
-        ("gray photo", "photo-q3", (45, 70)),
-        ("small rgb", "photo-q3", (28, 28)),
+        ("small gray", "fashion-mnist-q3", (28, 28), "L"),
+        ("photo", "photo-q3", (101, 61), "RGB"),
+        ("gray photo", "photo-gray-q3", (45, 70), "L"),
+        ("small rgb", "photo-q3", (28, 28), "RGB"),
     ],
 )
-def test_auto_picks_by_the_image_and_the_ir_decodes_to_its_size(
-    server, images, tmp_path, name, model, size
+def test_auto_picks_by_the_image_and_the_ir_decodes_to_its_size_and_mode(
+    server, images, tmp_path, name, model, size, mode
 ):
     response = httpx.post(f"{server}/encode", content=png(images[name]))
     assert response.status_code == 200, response.text
     assert response.headers["x-latentwire-model"] == model
     with Client(server, cache_dir=tmp_path) as client:
         decoded = client.decode(response.content)
-    assert decoded.size == size
+    assert decoded.size == size and decoded.mode == mode
+
+
+def test_a_gray_photo_comes_back_gray_and_better_than_through_the_rgb_codec(
+    server, images, data_dir, tmp_path
+):
+    """The same grayscale photo through the grayscale codec (auto) and through the RGB one
+    (named): back as mode L, about the same bytes and a higher PSNR (measured: 26,497 B at
+    28.12 dB against 26,468 B at 27.79 dB)."""
+    from latentwire.training.metrics import psnr
+
+    with Image.open(data_dir / "kodak" / "kodim05.png") as photo:
+        gray = photo.convert("L")
+    with Client(server, cache_dir=tmp_path) as client:
+        as_gray = client.encode(gray)
+        as_rgb = client.encode(gray, model="photo")
+        back_gray, back_rgb = client.decode(as_gray), client.decode(as_rgb)
+    assert back_gray.mode == "L" and back_rgb.mode == "RGB"
+    original = np.asarray(gray)
+    gray_db = psnr(np.asarray(back_gray), original)
+    rgb_db = psnr(np.asarray(back_rgb.convert("L")), original)
+    assert len(as_gray) < 1.02 * len(as_rgb), (len(as_gray), len(as_rgb))
+    assert gray_db > rgb_db + 0.15, (gray_db, rgb_db)
 
 
 def test_a_batch_may_mix_codecs(server, images, tmp_path):
     files = [("files", (n, png(im))) for n, im in images.items()]
     response = httpx.post(f"{server}/encode/batch", files=files)
     assert response.status_code == 200, response.text
-    assert response.headers["x-latentwire-model"] == "fashion-mnist-q3,photo-q3"
+    assert response.headers["x-latentwire-model"] == "fashion-mnist-q3,photo-q3,photo-gray-q3"
     irs = msgpack.unpackb(response.content)
     with Client(server, cache_dir=tmp_path) as client:
         sizes = [client.decode(ir).size for ir in irs]
