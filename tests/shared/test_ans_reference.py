@@ -250,8 +250,9 @@ def test_shipped_codecs_decode_to_latentwires_latents(package, data_dir: Path):
         images = list(images[start : start + 6].numpy())
     else:
         images = []
+        mode = "L" if codec.shape[0] == 1 else "RGB"  # the grayscale photo levels: gray
         for name, top, left, height, width in KODAK_CROPS:
-            pixels = np.asarray(Image.open(data_dir / "kodak" / name).convert("RGB"))
+            pixels = np.atleast_3d(np.asarray(Image.open(data_dir / "kodak" / name).convert(mode)))
             crop = pixels[top : top + height, left : left + width].transpose(2, 0, 1)
             images.append(np.ascontiguousarray(crop))
     irs = codec.compress(images)
