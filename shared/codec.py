@@ -33,7 +33,9 @@ from latentwire.shared.wire import IR, parse
 AUTO = "auto"  # the model name that picks a codec by the image
 # Encoder effort: gradient steps of latent refinement at effort 0, 1, 2, 3 (Codec.compress).
 EFFORT_STEPS = (0, 20, 60, 150)
-REFINE_LR = 0.002  # Adam's first step size, in quantization steps; it falls to zero
+# Adam's first step size, in quantization steps (it falls to zero), by family: measured
+# best on Fashion-MNIST (factorized) and on Kodak (hyperprior; docs/benchmarks.md).
+REFINE_LR = {"factorized": 0.002, "hyperprior": 0.005}
 REFINE_CANDIDATES = 25  # points along the way compared by their real cost (and the start)
 # What an unnamed choice means, unless a server's settings say otherwise.
 DEFAULT_QUALITY, SMALL_CODEC, PHOTO_CODEC = 3, "fashion-mnist", "photo"
@@ -264,7 +266,7 @@ class Codec:
         candidates = [plain]
         with torch.enable_grad():
             y = self.model.analysis(x).detach().requires_grad_(True)
-            optimizer = torch.optim.Adam([y], lr=REFINE_LR)
+            optimizer = torch.optim.Adam([y], lr=REFINE_LR[self.model.family])
             schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 1 - i / steps)
             for step in range(1, steps + 1):
                 y_hat = y + (torch.round(y) - y).detach()
