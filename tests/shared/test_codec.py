@@ -95,23 +95,31 @@ def test_pixel_ranges_keep_the_arithmetic_every_model_was_trained_with():
         PixelRange.from_json([0, 255])
 
 
-def test_a_higher_effort_decodes_with_the_same_decoder_and_costs_no_more(data_dir):
-    """Over real images, effort 1's IRs, decoded by the light client with the shipped
-    decoder, cost no more in rate + lambda * distortion than effort 0's; and an image gives
-    the same bytes alone as in company."""
+@pytest.mark.parametrize("model", ["fashion-mnist-q3", "photo-q3"])
+def test_a_higher_effort_decodes_with_the_same_decoder_and_costs_no_more(model, data_dir):
+    """Over real images (Fashion-MNIST; Kodak crops for the photo codec), effort 1's IRs,
+    decoded by the light client with the shipped decoder, cost no more in rate + lambda *
+    distortion than effort 0's; and an image gives the same bytes alone as in company."""
     from latentwire.client import decode_batch
     from latentwire.training.data import load_idx_dataset
 
-    codec = Codec.load("fashion-mnist-q3")
-    images = list(
-        load_idx_dataset("fashion-mnist", train=False, data_dir=data_dir).images[:12].numpy()
-    )
+    codec = Codec.load(model)
+    if model == "photo-q3":
+        images = []
+        for name in ("kodim05.png", "kodim14.png", "kodim21.png", "kodim23.png"):
+            with Image.open(data_dir / "kodak" / name) as photo:
+                crop = np.asarray(photo.convert("RGB"))[:64, :96]
+            images.append(np.ascontiguousarray(crop.transpose(2, 0, 1)))
+    else:
+        test_set = load_idx_dataset("fashion-mnist", train=False, data_dir=data_dir)
+        images = list(test_set.images[:12].numpy())
     costs = {}
     for effort in (0, 1):
         irs = codec.compress(images, effort)
-        decoded = np.stack(decode_batch(irs)).astype(np.float64)
-        squared_error = ((decoded - np.stack(images)[:, 0]) ** 2).sum()  # pixels 0..255
-        costs[effort] = 8 * sum(map(len, irs)) + codec.lmbda * squared_error
+        decoded = np.stack([np.atleast_3d(d) for d in decode_batch(irs)]).astype(np.float64)
+        squared_error = ((decoded - np.stack(images).transpose(0, 2, 3, 1)) ** 2).sum()
+        # The training loss times the pixels: lambda * 255^2 * MSE on [0, 1] per channel.
+        costs[effort] = 8 * sum(map(len, irs)) + codec.lmbda * squared_error / images[0].shape[0]
     assert costs[1] <= costs[0]
     assert codec.compress(images[3:4], 1) == codec.compress(images, 1)[3:4]
     with pytest.raises(ValueError, match="effort"):
