@@ -13,9 +13,10 @@ written before, or one downloaded) is read too.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 import os
-import struct
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,13 +81,13 @@ def read_decoder(path: str | os.PathLike) -> bytes:
 
 def write_decoder(folder: str | os.PathLike, package: bytes) -> Path:
     """Keep a package in a model folder, gzip-compressed. The header is fixed (no time, no
-    name, OS "unknown"), so a given zlib makes the same file of the same bytes anywhere."""
-    deflate = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)  # raw deflate
-    body = deflate.compress(package) + deflate.flush()
-    header = b"\x1f\x8b\x08\x00" + bytes(4) + b"\x02\xff"  # deflate, mtime 0, best, OS 255
-    trailer = struct.pack("<II", zlib.crc32(package), len(package) & 0xFFFFFFFF)
+    name; GzipFile writes OS "unknown", where gzip.compress takes zlib's OS byte), so a
+    given zlib makes the same file of the same bytes anywhere."""
+    buffer = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", compresslevel=9, fileobj=buffer, mtime=0) as f:
+        f.write(package)
     path = Path(folder) / DECODER_NAME
-    write_atomically(path, header + body + trailer)
+    write_atomically(path, buffer.getvalue())
     stale = Path(folder) / PLAIN_DECODER_NAME
     if stale.is_file():  # the folder's package is the one just written, never an older one
         stale.unlink()
