@@ -79,15 +79,21 @@ def read_decoder(path: str | os.PathLike) -> bytes:
     return out
 
 
-def write_decoder(folder: str | os.PathLike, package: bytes) -> Path:
-    """Keep a package in a model folder, gzip-compressed. The header is fixed (no time, no
-    name; GzipFile writes OS "unknown", where gzip.compress takes zlib's OS byte), so a
-    given zlib makes the same file of the same bytes anywhere."""
+def gzip_package(package: bytes) -> bytes:
+    """A package as one gzip member, as a model folder keeps it and the server sends it to
+    clients that accept gzip. The header is fixed (no time, no name; GzipFile writes OS
+    "unknown", where gzip.compress takes zlib's OS byte), so a given zlib makes the same
+    bytes anywhere."""
     buffer = io.BytesIO()
     with gzip.GzipFile(filename="", mode="wb", compresslevel=9, fileobj=buffer, mtime=0) as f:
         f.write(package)
+    return buffer.getvalue()
+
+
+def write_decoder(folder: str | os.PathLike, package: bytes) -> Path:
+    """Keep a package in a model folder, gzip-compressed (:func:`gzip_package`)."""
     path = Path(folder) / DECODER_NAME
-    write_atomically(path, buffer.getvalue())
+    write_atomically(path, gzip_package(package))
     stale = Path(folder) / PLAIN_DECODER_NAME
     if stale.is_file():  # the folder's package is the one just written, never an older one
         stale.unlink()

@@ -84,3 +84,24 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
         return True
     wanted = etag.removeprefix("W/")
     return any(tag.strip().removeprefix("W/") == wanted for tag in if_none_match.split(","))
+
+
+def accepts_gzip(request: Request) -> bool:
+    """Whether the request's Accept-Encoding takes gzip (RFC 9110: ``gzip``, ``x-gzip`` or
+    ``*`` with a q-value above 0; a q-value gzip is given itself wins over ``*``'s)."""
+    weights: dict[str, float] = {}
+    for item in request.headers.get("accept-encoding", "").split(","):
+        coding, *params = (part.strip() for part in item.split(";"))
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        weights[coding.lower()] = q
+    for coding in ("gzip", "x-gzip", "*"):
+        if coding in weights:
+            return weights[coding] > 0
+    return False

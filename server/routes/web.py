@@ -24,7 +24,7 @@ from fastapi import APIRouter, Request, Response
 
 from latentwire.server.deps import registry_of
 from latentwire.server.errors import ApiError
-from latentwire.server.routes.common import etag_matches
+from latentwire.server.routes.common import accepts_gzip, etag_matches
 
 router = APIRouter(tags=["web"])
 
@@ -140,7 +140,7 @@ async def _answer(path: str, request: Request, needs_key: bool = False) -> Respo
         asset = _with_key_prompt(asset)
     # Revalidated on every visit (a 304 of a few hundred bytes): an upgraded server's files
     # are used at once, and an unchanged one costs no body.
-    gzipped = asset.gzipped is not None and "gzip" in request.headers.get("accept-encoding", "")
+    gzipped = asset.gzipped is not None and accepts_gzip(request)
     etag = asset.etag(gzipped)
     headers = {"ETag": etag, "Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
     if etag_matches(request.headers.get("if-none-match"), etag):

@@ -24,6 +24,7 @@ from latentwire.client import (
     ServerError,
     decode_batch,
 )
+from latentwire.shared.decoder_package import digest_of, gzip_package
 from latentwire.shared.package import list_packages, read_manifest
 from latentwire.shared.wire import IR, parse
 from latentwire.training.data import load_datasets
@@ -172,14 +173,32 @@ def test_body_limit_and_unknown_routes(server):
 
 
 def test_decoder_etag_and_a_wrong_digest_is_refused(server, images, tmp_path):
-    first = httpx.get(f"{server}/models/{TINY}/decoder")
-    assert first.status_code == 200
+    first = httpx.get(f"{server}/models/{TINY}/decoder", headers={"accept-encoding": "identity"})
+    assert first.status_code == 200 and "content-encoding" not in first.headers
     # The URL names no digest: revalidated on every use, never kept as immutable.
     assert first.headers["cache-control"] == "private, no-cache"
-    assert "vary" not in first.headers  # no API keys here
+    assert first.headers["vary"] == "Accept-Encoding"  # no API keys here
+    digest = first.headers["x-latentwire-digest"]
+    assert first.headers["etag"] == f'"{digest}"' == f'"{digest_of(first.content):04x}"'
     for tag in (first.headers["etag"], f'"0000", W/{first.headers["etag"]}'):
         again = httpx.get(f"{server}/models/{TINY}/decoder", headers={"if-none-match": tag})
         assert again.status_code == 304
+    # What httpx, browsers and Node ask for by default: the package gzipped, under a weak
+    # tag; each form revalidates the other.
+    with httpx.stream("GET", f"{server}/models/{TINY}/decoder") as zipped:
+        wire = b"".join(zipped.iter_raw())
+    assert (
+        zipped.headers["content-encoding"] == "gzip" and zipped.headers["etag"] == f'W/"{digest}"'
+    )
+    assert wire == gzip_package(first.content) and len(wire) < len(first.content) / 2
+    raw = httpx.get(
+        f"{server}/models/{TINY}/decoder", headers={"accept-encoding": "br, gzip;q=0, *"}
+    )
+    assert "content-encoding" not in raw.headers  # gzip refused by name, whatever "*" says
+    again = httpx.get(
+        f"{server}/models/{TINY}/decoder", headers={"if-none-match": first.headers["etag"]}
+    )
+    assert again.status_code == 304 and again.headers["etag"] == f'W/"{digest}"'
     with Client(server, cache_dir=tmp_path) as client:
         ir = parse(client.encode(images[0], model=TINY))
         forged = IR(ir.model, ir.digest ^ 0xFFFF, ir.payload).to_bytes()

@@ -113,10 +113,13 @@ test('packages are fetched from the server once, checked, and cached', options, 
   const requests = [];
   let etag = `"${hex}"`;
   const { server, baseUrl: root } = await serve((request, response) => {
-    requests.push([request.url, request.headers.authorization]);
+    // As latentwire's server answers: gzipped, under a weak ETag, to a client taking gzip.
+    const gzipped = /\bgzip\b/.test(request.headers['accept-encoding'] ?? '');
+    requests.push([request.url, request.headers.authorization, gzipped]);
     if (request.url === `/models/${c.model}/decoder`) {
-      response.writeHead(200, { 'Content-Type': 'application/msgpack', ETag: etag });
-      response.end(pkg);
+      const zipped = { 'Content-Encoding': 'gzip', ETag: `W/${etag}` };
+      response.writeHead(200, { 'Content-Type': 'application/msgpack', ...(gzipped ? zipped : { ETag: etag }) });
+      response.end(gzipped ? gzipSync(pkg) : pkg);
     } else {
       response.writeHead(404).end();
     }
@@ -129,7 +132,7 @@ test('packages are fetched from the server once, checked, and cached', options, 
     const image = await decode(c.ir, { store });
     assert.deepEqual(image.data, expected.data);
     await decode(c.ir, { store }); // in memory now
-    assert.deepEqual(requests, [[`/models/${c.model}/decoder`, 'Bearer k']]);
+    assert.deepEqual(requests, [[`/models/${c.model}/decoder`, 'Bearer k', true]]);
     assert.deepEqual(readdirSync(cacheDir), [`${c.model}-${hex}.msgpack`]);
     // A new store (a new page, a new process) finds it in the cache.
     const again = await decode(c.ir, { baseUrl, cacheDir });
