@@ -28,13 +28,12 @@ import numpy as np
 import torch
 from PIL import Image
 from pytorch_msssim.ssim import _fspecial_gauss_1d, _ssim
-from tqdm import tqdm
 
 from latentwire.client import decode_array, decode_batch
 from latentwire.shared.codec import Codec
 from latentwire.shared.images import SIGNED
 from latentwire.shared.package import list_packages, read_manifest
-from latentwire.training.compare import bd_rate, plot
+from latentwire.training.compare import bd_rate, classical_points, plot
 from latentwire.training.data import load_datasets
 from latentwire.training.metrics import psnr
 
@@ -76,7 +75,7 @@ def summarize(name: str, setting: str, sizes, originals, decoded) -> dict:
     }
 
 
-def classical_points(images: np.ndarray) -> list[dict]:
+def png_and_classical_points(images: np.ndarray) -> list[dict]:
     rows = []
     png_sizes = []
     for image in images:
@@ -84,18 +83,11 @@ def classical_points(images: np.ndarray) -> list[dict]:
         Image.fromarray(image).save(buffer, "PNG", optimize=True)
         png_sizes.append(buffer.tell())
     rows.append(summarize("PNG", "optimize", png_sizes, images, images))
-    for name, qualities in CLASSICAL.items():
-        fmt = {"JPEG": "JPEG", "WebP": "WEBP", "AVIF": "AVIF"}[name]
-        for q in tqdm(qualities, desc=name, leave=False):
-            sizes, decoded = [], []
-            for image in images:
-                buffer = io.BytesIO()
-                Image.fromarray(image).save(buffer, fmt, quality=q)
-                sizes.append(buffer.tell())
-                buffer.seek(0)
-                decoded.append(np.asarray(Image.open(buffer).convert("L")))
-            rows.append(summarize(name, f"q{q}", sizes, images, np.stack(decoded)))
-    return rows
+
+    def measure(name: str, setting: str, originals, sizes, decoded, times) -> dict:
+        return summarize(name, setting, sizes, images, np.stack(decoded))
+
+    return rows + classical_points(list(images), CLASSICAL, measure, progress=True)
 
 
 def latentwire_points(dataset: str, images: np.ndarray, effort: int = 0) -> tuple[list, list]:
@@ -165,7 +157,7 @@ def main() -> None:
     images = SIGNED.to_pixels(x[:, 0]).to(torch.uint8).numpy()
 
     ours, speed = latentwire_points(args.dataset, images, args.effort)
-    rows = ours + ([] if args.codecs_only else classical_points(images))
+    rows = ours + ([] if args.codecs_only else png_and_classical_points(images))
     anchors = {a: [r for r in rows if r["codec"] == a] for a in ("WebP", "JPEG", "AVIF")}
     bd = {anchor: bd_rate(points, ours) for anchor, points in anchors.items()}
     bd_target = {

@@ -17,7 +17,6 @@ same gray photos (sent as RGB, their output read as gray): what the luma-only pa
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform
@@ -33,11 +32,11 @@ from tqdm import tqdm
 from latentwire.shared.codec import Codec
 from latentwire.shared.images import open_image
 from latentwire.shared.package import ZOO_DIR, list_packages, read_manifest
-from latentwire.training.compare import bd_rate, plot
+from latentwire.training.compare import bd_rate, classical_points, plot, point
 from latentwire.training.data import image_files
-from latentwire.training.metrics import luma, psnr
 from latentwire.training.photos import find_folders
 
+# The settings the published Kodak figures were measured at (training.compare sweeps more).
 CLASSICAL = {
     "JPEG": [5, 10, 20, 30, 40, 50, 60, 75, 85, 95],
     "WebP": [0, 5, 10, 20, 30, 40, 50, 60, 75, 90],
@@ -53,45 +52,6 @@ BMSHJ2018_FACTORIZED = [
     (0.648, 32.96),
     (0.967, 35.38),
 ]
-
-
-def psnr_y(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR on BT.601 luma; a grayscale image is its own."""
-    return float(psnr(luma(a), luma(b))) if a.ndim == 3 else float(psnr(a, b))
-
-
-def point(codec: str, setting: str, photos, coded, decoded, times) -> dict:
-    bpp = [len(c) * 8 / (p.shape[0] * p.shape[1]) for p, c in zip(photos, coded, strict=True)]
-    pairs = list(zip(photos, decoded, strict=True))
-    return {
-        "codec": codec,
-        "setting": setting,
-        "bpp": float(np.mean(bpp)),
-        "bytes": float(np.mean([len(c) for c in coded])),
-        "psnr_db": float(np.mean([psnr(a, b) for a, b in pairs])),
-        "psnr_y_db": float(np.mean([psnr_y(a, b) for a, b in pairs])),
-        "encode_ms": float(np.mean(times[0]) * 1000),
-        "decode_ms": float(np.mean(times[1]) * 1000),
-    }
-
-
-def classical_points(photos: list[np.ndarray], mode: str) -> list[dict]:
-    rows = []
-    for name, qualities in CLASSICAL.items():
-        fmt = {"JPEG": "JPEG", "WebP": "WEBP", "AVIF": "AVIF"}[name]
-        for q in tqdm(qualities, desc=name, leave=False):
-            coded, decoded, enc, dec = [], [], [], []
-            for photo in photos:
-                began = time.perf_counter()
-                buffer = io.BytesIO()
-                Image.fromarray(photo).save(buffer, fmt, quality=q)
-                enc.append(time.perf_counter() - began)
-                coded.append(buffer.getvalue())
-                began = time.perf_counter()
-                decoded.append(np.asarray(Image.open(io.BytesIO(coded[-1])).convert(mode)))
-                dec.append(time.perf_counter() - began)
-            rows.append(point(name, f"q{q}", photos, coded, decoded, (enc, dec)))
-    return rows
 
 
 def photo_codecs(extra: list[Path], channels: int) -> list[Path]:
@@ -138,7 +98,8 @@ def latentwire_points(
                 out = np.asarray(Image.fromarray(out).convert("L"))
             decoded.append(out)
         setting = manifest.id + (f" effort {effort}" if effort else "")
-        rows.append(point(label, setting, photos, coded, decoded, (enc, dec)))
+        sizes = [len(ir) for ir in coded]
+        rows.append(point(label, setting, photos, sizes, decoded, (enc, dec)))
     return rows
 
 
@@ -172,7 +133,7 @@ def main() -> None:
     as_rgb = []
     if args.gray:  # the same gray photos through the RGB codecs
         as_rgb = latentwire_points(photos, photo_codecs(args.models, 3), args.effort, AS_RGB)
-    rows = ours + as_rgb + classical_points(photos, mode)
+    rows = ours + as_rgb + classical_points(photos, CLASSICAL, progress=True)
     published = [{"psnr_db": d, "bpp": b} for b, d in BMSHJ2018_FACTORIZED]
     classical = {name: [r for r in rows if r["codec"] == name] for name in CLASSICAL}
     bd = {name: bd_rate(points, ours, "bpp") for name, points in classical.items()}

@@ -6,6 +6,7 @@ equal PSNR, and the RD plot. The benchmarks and the custom-codec report measure 
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from tqdm import tqdm
 
-from latentwire.training.metrics import psnr, ssim_per_image
+from latentwire.training.metrics import psnr, psnr_y, ssim_per_image
 
 # Quality settings swept for each classical codec: from its smallest file to near lossless.
 CLASSICAL = {
@@ -35,42 +37,69 @@ def _ssim(originals: Sequence[np.ndarray], decoded: Sequence[np.ndarray]) -> flo
 
 
 def point(
-    codec: str, setting: str, originals: Sequence[np.ndarray], sizes: Sequence[int], decoded
+    codec: str,
+    setting: str,
+    originals: Sequence[np.ndarray],
+    sizes: Sequence[int],
+    decoded: Sequence[np.ndarray],
+    times: tuple[Sequence[float], Sequence[float]] | None = None,
 ) -> dict[str, Any]:
-    """One RD point: mean bytes, bits per pixel, PSNR and SSIM over a set of images."""
+    """One RD point over a set of uint8 images (H, W) or (H, W, 3): mean bytes, bits per
+    pixel, PSNR, PSNR on BT.601 luma (a gray image's own), SSIM when the images share one
+    geometry, and with ``times`` (seconds to encode, to decode, per image) the mean ms."""
     pixels = [o.shape[0] * o.shape[1] for o in originals]
-    same_shape = len({o.shape for o in originals}) == 1
-    return {
+    pairs = list(zip(originals, decoded, strict=True))
+    row = {
         "codec": codec,
         "setting": setting,
         "bytes": float(np.mean(sizes)),
         "bpp": float(np.mean([s * 8 / p for s, p in zip(sizes, pixels, strict=True)])),
-        "psnr_db": float(np.mean([psnr(o, d) for o, d in zip(originals, decoded, strict=True)])),
-        **({"ssim": _ssim(originals, decoded)} if same_shape else {}),
+        "psnr_db": float(np.mean([psnr(o, d) for o, d in pairs])),
+        "psnr_y_db": float(np.mean([psnr_y(o, d) for o, d in pairs])),
     }
+    if len({o.shape for o in originals}) == 1:
+        row["ssim"] = _ssim(originals, decoded)
+    if times is not None:
+        row["encode_ms"], row["decode_ms"] = (float(np.mean(t) * 1000) for t in times)
+    return row
+
+
+Measure = Callable[..., dict[str, Any]]  # point's signature: (codec, setting, originals, ...)
 
 
 def classical_points(
-    images: Sequence[np.ndarray], codecs: dict[str, list[int]] = CLASSICAL
+    images: Sequence[np.ndarray],
+    codecs: dict[str, list[int]] = CLASSICAL,
+    measure: Measure = point,
+    progress: bool = False,
 ) -> list[dict[str, Any]]:
     """Every classical codec at every setting of ``codecs`` on uint8 images (H, W) or
-    (H, W, 3), each coded on its own; sizes are whole files."""
+    (H, W, 3), each coded on its own and timed; sizes are whole files. ``measure`` makes
+    each row from (codec, setting, images, sizes, decoded, times), as :func:`point` does."""
     rows = []
     Image.init()
     for name, qualities in codecs.items():
         if FORMATS[name] not in Image.SAVE:  # a Pillow built without it (AVIF is recent)
             continue
-        for q in qualities:
-            sizes, decoded = [], []
+        for q in tqdm(qualities, desc=name, leave=False, disable=not progress):
+            sizes, decoded, encode_s, decode_s = [], [], [], []
             for image in images:
+                began = time.perf_counter()
                 buffer = io.BytesIO()
                 Image.fromarray(image).save(buffer, FORMATS[name], quality=q)
+                encode_s.append(time.perf_counter() - began)
                 sizes.append(buffer.tell())
                 buffer.seek(0)
-                mode = "L" if image.ndim == 2 else "RGB"
-                decoded.append(np.asarray(Image.open(buffer).convert(mode)))
-            rows.append(point(name, f"q{q}", images, sizes, decoded))
+                began = time.perf_counter()
+                decoded.append(np.asarray(Image.open(buffer).convert(pillow_mode(image))))
+                decode_s.append(time.perf_counter() - began)
+            rows.append(measure(name, f"q{q}", images, sizes, decoded, (encode_s, decode_s)))
     return rows
+
+
+def pillow_mode(image: np.ndarray) -> str:
+    """The Pillow mode of a uint8 image (H, W) or (H, W, 3)."""
+    return "L" if image.ndim == 2 else "RGB"
 
 
 def bd_rate(

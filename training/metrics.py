@@ -37,6 +37,12 @@ def luma(rgb: np.ndarray) -> np.ndarray:
     return 16.0 + (65.481 * r + 128.553 * g + 24.966 * b) / 255.0
 
 
+def psnr_y(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR on BT.601 luma (:func:`luma`) of two uint8 RGB images (H, W, 3); a grayscale
+    image (H, W) is its own luma."""
+    return float(psnr(luma(a), luma(b))) if a.ndim == 3 else float(psnr(a, b))
+
+
 def ssim_per_image(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """SSIM of each image of two (N, C, H, W) batches in [0, 1] (a smaller window for small
     images)."""
