@@ -238,3 +238,47 @@ def test_a_package_init_is_recorded_as_it_was_when_the_run_started(
     assert read_manifest(package).training["command"] == manifest.training["command"]
     assert manifest.training["init"]["command"] == before["command"]
     assert manifest.training["init"]["package"] == "photo-tiny-q3"
+
+
+@pytest.mark.parametrize("prior", ["scale", "mean-scale"])
+def test_a_wider_codec_starts_computing_what_the_narrower_one_did(prior):
+    """--init from a narrower hyperprior codec (the way to widen the high levels): the
+    same image, and the same scales and means for the old latent channels; nothing
+    narrower or of another shape is taken."""
+    from latentwire.shared.models import ImageShape, get_model
+    from latentwire.training.recipes.codec import initialize
+
+    def codec(n: int, m: int, h: int) -> torch.nn.Module:
+        shape = ImageShape(3, 64, 64)
+        mean = prior == "mean-scale"
+        model = get_model(
+            "hyperprior", shape=shape, filters=n, latent_channels=m, hyper_filters=h, mean=mean
+        )
+        return model.eval()
+
+    torch.manual_seed(0)
+    narrow, wide = codec(8, 12, 6), codec(12, 20, 10)
+    with torch.no_grad():  # trained-looking weights: every GDN mixes its channels
+        for p in narrow.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    initialize(wide, {k: v.clone() for k, v in narrow.state_dict().items()})
+    x = torch.rand(2, 3, 64, 48) * 2 - 1
+    with torch.no_grad():
+        y_n, y_w = (model.analysis(x) for model in (narrow, wide))
+        torch.testing.assert_close(y_w[:, :12], y_n, atol=1e-6, rtol=0)
+        assert y_w[:, 12:].abs().min() > 0  # the new channels are live
+        y_n = torch.round(y_n)  # the old channels rounded alike (whatever float rounding did)
+        y_w = torch.cat([y_n, torch.round(y_w[:, 12:])], dim=1)
+        torch.testing.assert_close(wide.synthesis(y_w), narrow.synthesis(y_n), atol=1e-5, rtol=0)
+        z_n, z_w = narrow.hyper_latent(y_n), wide.hyper_latent(y_w)
+        torch.testing.assert_close(z_w[:, :6], z_n, atol=1e-5, rtol=0)
+        z_w[:, :6] = z_n = torch.round(z_n)
+        level_n, mean_n = narrow.parameters_of(z_n, y_n.shape[-2:])
+        level_w, mean_w = wide.parameters_of(torch.round(z_w), y_w.shape[-2:])
+        torch.testing.assert_close(level_w[:, :12], level_n, atol=0, rtol=0)
+        torch.testing.assert_close(mean_w[:, :12], mean_n, atol=0, rtol=0)
+
+    with pytest.raises(ValueError, match="not within"):
+        initialize(narrow, wide.state_dict())
+    with pytest.raises(ValueError, match="has not"):
+        initialize(wide, {**narrow.state_dict(), "extra.weight": torch.zeros(1)})

@@ -48,6 +48,7 @@ from latentwire.shared.images import SIGNED, model_input, open_image
 from latentwire.shared.models import ImageShape, get_model
 from latentwire.shared.models.codec import TRANSFORMS, FactorizedCodec, padded_forward
 from latentwire.shared.models.entropy import spread_prior
+from latentwire.shared.models.layers import GDN
 from latentwire.training import distributed
 from latentwire.training.checkpoint import init_weights, latest_checkpoint, package_record
 from latentwire.training.data import (
@@ -212,22 +213,72 @@ def build(cfg: TrainConfig, shape: ImageShape) -> nn.Module:
 def initialize(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Start from another codec's weights: a factorized codec's prior spread to a finer
     one; a hyperprior codec from a factorized one takes its transforms (its side
-    information starts fresh). A one-channel codec from an RGB one takes its luma."""
+    information starts fresh). A one-channel codec from an RGB one takes its luma. A
+    hyperprior codec wider than the one it starts from (``--filters``,
+    ``--latent-channels``, ``--hyper-filters``) starts computing what that one did
+    (:func:`_widen`)."""
     _to_channels(state, model.state_dict())
     if model.family == "factorized":
         _to_positions(state, model)
         spread_prior(state, model.prior)
         model.load_state_dict(state)
         return
+    own = model.state_dict()
     if any(k.startswith("prior.") for k in state):  # from a factorized codec
-        own = model.state_dict()
-        state = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-        model.load_state_dict({**own, **state})
+        state = {k: v for k, v in state.items() if k.startswith(("analysis.", "synthesis."))}
+    widened = _widen(state, model)
+    model.load_state_dict({**own, **state})
+    if len(state) < len(own) or widened:
         log.info(
-            "took %d tensors of its transforms; %d start fresh", len(state), len(own) - len(state)
+            "took %d tensors (%d widened); %d start fresh",
+            len(state),
+            widened,
+            len(own) - len(state),
         )
-        return
-    model.load_state_dict(state)
+
+
+def _widen(state: dict[str, torch.Tensor], model: nn.Module) -> int:
+    """A narrower hyperprior codec's tensors made to ``model``'s widths, in place, so that
+    the wider codec computes the same image, z and scales at first (after Net2Net, Chen et
+    al. 2016): the old weights in the leading block, zero where a new channel feeds an old
+    one, the model's own initialization everywhere else (new channels start as noise the
+    old ones ignore). Returns how many tensors grew; any other mismatch is refused."""
+    own = model.state_dict()
+    unknown = sorted(set(state) - set(own))
+    if unknown:
+        raise ValueError(f"--init has tensors this codec has not: {', '.join(unknown[:4])}")
+    m, last = model.config.latent_channels, f"hyper_synthesis.{len(model.hyper_synthesis) - 1}"
+    feeds = {}  # weight -> (its output axis, its input axis)
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d):
+            feeds[f"{name}.weight"] = (0, 1)
+        elif isinstance(module, nn.ConvTranspose2d):
+            feeds[f"{name}.weight"] = (1, 0)
+        elif isinstance(module, GDN):
+            feeds[f"{name}.gamma_sqrt"] = (0, 1)
+    grown = 0
+    for key, old in state.items():
+        new = own[key]
+        if old.shape == new.shape:
+            continue
+        if old.ndim != new.ndim or any(a > b for a, b in zip(old.shape, new.shape, strict=True)):
+            raise ValueError(f"--init's {key} is {tuple(old.shape)}, not within {tuple(new.shape)}")
+        index = [torch.arange(n) for n in old.shape]
+        if model.config.mean and key.startswith(f"{last}."):  # outputs: M scales, then M means
+            half = old.shape[0] // 2
+            index[0] = torch.cat([torch.arange(half), m + torch.arange(half)])
+        widened = new.clone()
+        widened[torch.meshgrid(*index, indexing="ij")] = old
+        if key in feeds:
+            out_axis, in_axis = feeds[key]
+            block = [slice(None)] * new.ndim
+            block[in_axis] = slice(old.shape[in_axis], None)
+            cut = widened.index_select(out_axis, index[out_axis])
+            cut[tuple(block)] = 0
+            widened.index_copy_(out_axis, index[out_axis], cut)
+        state[key] = widened
+        grown += 1
+    return grown
 
 
 LUMA = (0.299, 0.587, 0.114)  # BT.601: what a grayscale codec's output stands for
