@@ -248,13 +248,10 @@ def test_a_wider_codec_starts_computing_what_the_narrower_one_did(prior):
     from latentwire.shared.models import ImageShape, get_model
     from latentwire.training.recipes.codec import initialize
 
-    def codec(n: int, m: int, h: int) -> torch.nn.Module:
+    def codec(n: int, m: int, h: int, mean: bool = prior == "mean-scale") -> torch.nn.Module:
         shape = ImageShape(3, 64, 64)
-        mean = prior == "mean-scale"
-        model = get_model(
-            "hyperprior", shape=shape, filters=n, latent_channels=m, hyper_filters=h, mean=mean
-        )
-        return model.eval()
+        kinds = dict(filters=n, latent_channels=m, hyper_filters=h, mean=mean)
+        return get_model("hyperprior", shape=shape, **kinds).eval()
 
     torch.manual_seed(0)
     narrow, wide = codec(8, 12, 6), codec(12, 20, 10)
@@ -273,11 +270,22 @@ def test_a_wider_codec_starts_computing_what_the_narrower_one_did(prior):
         z_n, z_w = narrow.hyper_latent(y_n), wide.hyper_latent(y_w)
         torch.testing.assert_close(z_w[:, :6], z_n, atol=1e-5, rtol=0)
         z_w[:, :6] = z_n = torch.round(z_n)
+        z_w = torch.round(z_w)
         level_n, mean_n = narrow.parameters_of(z_n, y_n.shape[-2:])
-        level_w, mean_w = wide.parameters_of(torch.round(z_w), y_w.shape[-2:])
+        level_w, mean_w = wide.parameters_of(z_w, y_w.shape[-2:])
         torch.testing.assert_close(level_w[:, :12], level_n, atol=0, rtol=0)
         torch.testing.assert_close(mean_w[:, :12], mean_n, atol=0, rtol=0)
 
+    # A scale codec starts a mean-scale one with its scales; the other way is refused.
+    other = codec(12, 20, 10, mean=prior == "scale")
+    if prior == "scale":
+        initialize(other, {k: v.clone() for k, v in narrow.state_dict().items()})
+        with torch.no_grad():
+            level_o, _ = other.parameters_of(z_w, y_w.shape[-2:])
+        torch.testing.assert_close(level_o[:, :12], level_n, atol=0, rtol=0)
+    else:
+        with pytest.raises(ValueError, match="mean-scale"):
+            initialize(other, narrow.state_dict())
     with pytest.raises(ValueError, match="not within"):
         initialize(narrow, wide.state_dict())
     with pytest.raises(ValueError, match="has not"):

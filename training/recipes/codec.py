@@ -256,6 +256,12 @@ def _widen(state: dict[str, torch.Tensor], model: nn.Module) -> int:
             feeds[f"{name}.weight"] = (1, 0)
         elif isinstance(module, GDN):
             feeds[f"{name}.gamma_sqrt"] = (0, 1)
+    # The start's own M, and whether its hyper-synthesis gives means too (2M outputs).
+    m_old = state["hyper_analysis.0.weight"].shape[1] if "hyper_analysis.0.weight" in state else 0
+    bias = state.get(f"{last}.layer.bias")
+    old_mean = bias is not None and bias.shape[0] == 2 * m_old
+    if old_mean and not model.config.mean:
+        raise ValueError("--init is a mean-scale codec: start a mean-scale one from it")
     grown = 0
     for key, old in state.items():
         new = own[key]
@@ -264,9 +270,8 @@ def _widen(state: dict[str, torch.Tensor], model: nn.Module) -> int:
         if old.ndim != new.ndim or any(a > b for a, b in zip(old.shape, new.shape, strict=True)):
             raise ValueError(f"--init's {key} is {tuple(old.shape)}, not within {tuple(new.shape)}")
         index = [torch.arange(n) for n in old.shape]
-        if model.config.mean and key.startswith(f"{last}."):  # outputs: M scales, then M means
-            half = old.shape[0] // 2
-            index[0] = torch.cat([torch.arange(half), m + torch.arange(half)])
+        if old_mean and key.startswith(f"{last}."):  # outputs: M scales, then M means
+            index[0] = torch.cat([torch.arange(m_old), m + torch.arange(m_old)])
         widened = new.clone()
         widened[torch.meshgrid(*index, indexing="ij")] = old
         if key in feeds:
