@@ -91,15 +91,11 @@ def classical_points(
                 sizes.append(buffer.tell())
                 buffer.seek(0)
                 began = time.perf_counter()
-                decoded.append(np.asarray(Image.open(buffer).convert(pillow_mode(image))))
+                mode = "L" if image.ndim == 2 else "RGB"
+                decoded.append(np.asarray(Image.open(buffer).convert(mode)))
                 decode_s.append(time.perf_counter() - began)
             rows.append(measure(name, f"q{q}", images, sizes, decoded, (encode_s, decode_s)))
     return rows
-
-
-def pillow_mode(image: np.ndarray) -> str:
-    """The Pillow mode of a uint8 image (H, W) or (H, W, 3)."""
-    return "L" if image.ndim == 2 else "RGB"
 
 
 def bd_rate(

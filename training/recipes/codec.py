@@ -226,7 +226,7 @@ def initialize(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     own = model.state_dict()
     if any(k.startswith("prior.") for k in state):  # from a factorized codec
         state = {k: v for k, v in state.items() if k.startswith(("analysis.", "synthesis."))}
-    widened = _widen(state, model)
+    widened = _widen(state, model, own)
     model.load_state_dict({**own, **state})
     if len(state) < len(own) or widened:
         log.info(
@@ -237,13 +237,13 @@ def initialize(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
         )
 
 
-def _widen(state: dict[str, torch.Tensor], model: nn.Module) -> int:
+def _widen(state: dict[str, torch.Tensor], model: nn.Module, own: dict[str, torch.Tensor]) -> int:
     """A narrower hyperprior codec's tensors made to ``model``'s widths, in place, so that
     the wider codec computes the same image, z and scales at first (after Net2Net, Chen et
     al. 2016): the old weights in the leading block, zero where a new channel feeds an old
     one, the model's own initialization everywhere else (new channels start as noise the
-    old ones ignore). Returns how many tensors grew; any other mismatch is refused."""
-    own = model.state_dict()
+    old ones ignore). ``own`` is the model's state. Returns how many tensors grew; any
+    other mismatch is refused."""
     unknown = sorted(set(state) - set(own))
     if unknown:
         raise ValueError(f"--init has tensors this codec has not: {', '.join(unknown[:4])}")
@@ -274,13 +274,11 @@ def _widen(state: dict[str, torch.Tensor], model: nn.Module) -> int:
             index[0] = torch.cat([torch.arange(m_old), m + torch.arange(m_old)])
         widened = new.clone()
         widened[torch.meshgrid(*index, indexing="ij")] = old
-        if key in feeds:
+        if key in feeds:  # the old outputs' weights on the new inputs
             out_axis, in_axis = feeds[key]
-            block = [slice(None)] * new.ndim
-            block[in_axis] = slice(old.shape[in_axis], None)
-            cut = widened.index_select(out_axis, index[out_axis])
-            cut[tuple(block)] = 0
-            widened.index_copy_(out_axis, index[out_axis], cut)
+            block: list[Any] = [slice(None)] * new.ndim
+            block[out_axis], block[in_axis] = index[out_axis], slice(old.shape[in_axis], None)
+            widened[tuple(block)] = 0
         state[key] = widened
         grown += 1
     return grown
